@@ -1,0 +1,364 @@
+package keyring
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sshmd5/sshmd5/internal/md5"
+)
+
+// secret is distinctive so that a leak into any message is easy to catch.
+const secret = "SECRETxyzzy"
+
+const kpath = "/etc/ssh/k.toml"
+
+// fakeKeys serves key files from memory, as Load's reader would from disk.
+func fakeKeys(files map[string]string) func(string) ([]byte, error) {
+	return func(p string) ([]byte, error) {
+		b, ok := files[p]
+		if !ok {
+			return nil, fs.ErrNotExist
+		}
+		return []byte(b), nil
+	}
+}
+
+func noLeak(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("error leaks the secret (message withheld)")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	files := map[string]string{
+		"/etc/ssh/md5/empty.key": "\n",
+		"/etc/ssh/md5/long.key":  strings.Repeat("S", 81),
+		"/etc/ssh/md5/ok.key":    secret + "\n",
+	}
+	tests := []struct {
+		name, text string
+		want       []string // substrings of the error
+	}{
+		{"syntax", "[hosts.a\n", []string{kpath + ":2:", "syntax error", "expected '.' or ']'"}},
+		{"syntax on key line", "[hosts.a]\nkey = " + secret + "\n", []string{kpath + ":2:", "withheld"}},
+		{"syntax after key value", "[hosts.a]\nkey = 1" + secret + "\n", []string{kpath + ":2:", "withheld"}},
+		{"bad escape in multiline key", "[hosts.a]\nkey = \"\"\"x\n" + secret + "\\x\"\"\"\n", []string{kpath + ":3:", "withheld"}},
+		{"inline table key", "hosts = { a = { key = " + secret + " } }\n", []string{kpath + ":1:", "withheld"}},
+		{"escaped key name", "[hosts.a]\n\"k\\u0065y\" = 1" + secret + "\n", []string{kpath + ":2:", "withheld"}},
+		{"newline in key", "[hosts.a]\nkey = \"" + secret + "\n\"\n", []string{kpath + ":2:", "withheld"}},
+		{"wrong type", "[hosts.a]\nkey = 5\n", []string{kpath + ":2:", "hosts.a.key", "incompatible types", "fields are strings"}},
+		{"unknown field", "[hosts.a]\nkey = \"" + secret + "\"\nkeyfile = \"x\"\n", []string{kpath + ":3:", "hosts.a", `unknown field "keyfile"`, "hostname, key_file and key"}},
+		{"unknown peer field", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\niface = \"x\"\n", []string{kpath + ":3:", `peers."10.0.0.0/8"`, `unknown field "iface"`, "interface"}},
+		{"unknown table", "[host.a]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "unknown table host", "[hosts] and [peers]"}},
+		{"unknown top-level key", "foo = 1\n", []string{kpath + ":1:", "unknown table foo"}},
+		{"bad cidr", "[peers.\"10.0.0.0/33\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `peers."10.0.0.0/33"`, "bad prefix", "write a CIDR such as 10.0.0.0/8 or a single address"}},
+		{"bad address", "[peers.bastion]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "peers.bastion", "bad prefix", "write a CIDR"}},
+		{"host bits", "\n[peers.\"10.0.0.1/8\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":2:", `peers."10.0.0.1/8"`, "host bits", `write "10.0.0.0/8"`}},
+		{"host bits v6", "[peers.\"2001:db8::1/32\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `write "2001:db8::/32"`}},
+		{"v4-mapped", "[peers.\"::ffff:1.2.3.4\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `peers."::ffff:1.2.3.4"`, "v4-mapped", "write IPv4 as 1.2.3.4"}},
+		{"v4-mapped prefix", "[peers.\"::ffff:1.2.3.0/120\"]\nkey = \"" + secret + "\"\n", []string{"write IPv4 as 1.2.3.0/24"}},
+		{"zone", "[peers.\"fe80::1%eth0\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `peers."fe80::1%eth0": bad prefix: addresses with a zone`, "interface ="}},
+		{"duplicate peer", "[peers.\"10.0.0.1\"]\nkey = \"" + secret + "\"\n[peers.\"10.0.0.1/32\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":3:", `peers."10.0.0.1/32"`, `same prefix 10.0.0.1/32`, `peers."10.0.0.1"`, "keep one"}},
+		{"duplicate peer v6 spelling", "[peers.\"2001:db8::/32\"]\nkey = \"" + secret + "\"\n[peers.\"2001:DB8:0::/32\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":3:", "same prefix"}},
+		{"duplicate host prefix", "[hosts.\"192.0.2.7\"]\nkey = \"" + secret + "\"\n[hosts.\"192.0.2.7/32\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":3:", "same prefix"}},
+		{"host bad cidr", "[hosts.\"10.0.0.0/33\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "bad prefix"}},
+		{"host bad glob", "[hosts.\"web[1\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `hosts."web[1"`, "bad glob"}},
+		{"empty name", "[hosts.\"\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `hosts."": empty name`}},
+		{"empty hostname", "[hosts.a]\nhostname = \"\"\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "hosts.a", "hostname is empty"}},
+		{"both keys", "[hosts.a]\nkey = \"" + secret + "\"\nkey_file = \"md5/ok.key\"\n", []string{kpath + ":1:", "hosts.a", "both key and key_file", "keep one"}},
+		{"no key", "[hosts.a]\nhostname = \"a.example\"\n", []string{kpath + ":1:", "hosts.a", "no key", "key_file ="}},
+		{"no key inline table", "[hosts]\nb = {}\n", []string{kpath + ":2:", "hosts.b", "no key"}},
+		{"empty key", "[peers.\"10.0.0.0/8\"]\nkey = \"\"\n", []string{kpath + ":1:", "key is 0 bytes", "1 to 80"}},
+		{"long key", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + strings.Repeat("x", 70) + "\"\n", []string{kpath + ":1:", "key is 81 bytes", "1 to 80"}},
+		{"empty key_file name", "[hosts.a]\nkey_file = \"\"\n", []string{kpath + ":1:", "key_file is empty"}},
+		{"missing key_file", "[hosts.a]\nkey_file = \"md5/nope.key\"\n", []string{kpath + ":1:", "hosts.a", "key_file /etc/ssh/md5/nope.key", "file does not exist"}},
+		{"empty key_file", "[hosts.a]\nkey_file = \"md5/empty.key\"\n", []string{kpath + ":1:", "key_file /etc/ssh/md5/empty.key", "key is 0 bytes", "1 to 80"}},
+		{"long key_file", "[hosts.a]\nkey_file = \"/etc/ssh/md5/long.key\"\n", []string{kpath + ":1:", "key is 81 bytes"}},
+		{"bad interface", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\ninterface = \"a/b\"\n", []string{kpath + ":1:", `peers."10.0.0.0/8"`, `interface "a/b"`, "ip link"}},
+		{"long interface", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\ninterface = \"abcdefghijklmnop\"\n", []string{"longer than 15"}},
+		{"space interface", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\ninterface = \"a b\"\n", []string{"whitespace"}},
+		{"empty interface", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\ninterface = \"\"\n", []string{"interface is empty"}},
+		{"array of tables", "[[hosts]]\nkey = \"" + secret + "\"\n", []string{kpath + ":2:", "hosts.key", "entries are tables such as [hosts.name]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(kpath, []byte(tt.text), fakeKeys(files))
+			if err == nil {
+				t.Fatal("Parse succeeded, want an error")
+			}
+			noLeak(t, err)
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParse(t *testing.T) {
+	text := `# a keyring
+[hosts.bastion]
+hostname = "bastion.example.net"
+key_file = "md5/bastion.key"
+
+[hosts."*.corp.example"]
+key = "inline-corp"
+
+[peers."0.0.0.0/0"]
+key_file = "/etc/ssh/md5/default.key"
+
+[peers."2001:db8::/32"]
+key = "v6"
+interface = "vrf-mgmt"
+
+[peers."192.0.2.7"]
+key = "single4"
+
+[peers."2001:db8::7"]
+key = "single6"
+
+[peers."10.0.0.0/8"]
+key = "ten"
+
+[peers."10.0.0.0/8 "]
+key = "x"
+`
+	// The last entry has a trailing space in its name: a bad prefix.
+	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+		t.Fatal("name with a trailing space accepted")
+	}
+	text = strings.TrimSuffix(text, "[peers.\"10.0.0.0/8 \"]\nkey = \"x\"\n")
+	files := map[string]string{
+		"/etc/ssh/md5/bastion.key": "bastion\n",
+		"/etc/ssh/md5/default.key": "default",
+	}
+	k, err := Parse(kpath, []byte(text), fakeKeys(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Path != kpath {
+		t.Errorf("Path = %q", k.Path)
+	}
+	wantHosts := []Host{
+		{Name: "bastion", Hostname: "bastion.example.net", Secret: md5.Secret("bastion"), Source: "key_file /etc/ssh/md5/bastion.key", Line: 2},
+		{Name: "*.corp.example", Secret: md5.Secret("inline-corp"), Source: "inline key", Line: 6},
+	}
+	if len(k.Hosts) != len(wantHosts) {
+		t.Fatalf("got %d hosts, want %d", len(k.Hosts), len(wantHosts))
+	}
+	for i, w := range wantHosts {
+		g := k.Hosts[i]
+		if g.Name != w.Name || g.Hostname != w.Hostname || g.Source != w.Source || g.Line != w.Line {
+			t.Errorf("host %d = %+v, want %+v", i, g, w)
+		}
+		if !bytes.Equal(g.Secret, w.Secret) {
+			t.Errorf("host %d: secret differs", i)
+		}
+	}
+	wantPeers := []struct {
+		prefix, iface, secret string
+		line                  int
+	}{
+		{"2001:db8::7/128", "", "single6", 19},
+		{"192.0.2.7/32", "", "single4", 16},
+		{"2001:db8::/32", "vrf-mgmt", "v6", 12},
+		{"10.0.0.0/8", "", "ten", 22},
+		{"0.0.0.0/0", "", "default", 9},
+	}
+	if len(k.Peers) != len(wantPeers) {
+		t.Fatalf("got %d peers, want %d", len(k.Peers), len(wantPeers))
+	}
+	for i, w := range wantPeers {
+		g := k.Peers[i]
+		if g.Prefix != netip.MustParsePrefix(w.prefix) || g.Interface != w.iface || g.Line != w.line {
+			t.Errorf("peer %d = %v %q line %d, want %s %q line %d", i, g.Prefix, g.Interface, g.Line, w.prefix, w.iface, w.line)
+		}
+		if !bytes.Equal(g.Secret, []byte(w.secret)) {
+			t.Errorf("peer %d: secret differs", i)
+		}
+	}
+	key := k.Peers[2].Key(7)
+	if key.Prefix != k.Peers[2].Prefix || key.Ifindex != 7 || !key.Secret.Equal(k.Peers[2].Secret) {
+		t.Errorf("Key(7) = %v", key)
+	}
+	if err := key.Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	for _, text := range []string{"", "# nothing\n", "[hosts]\n[peers]\n"} {
+		k, err := Parse(kpath, []byte(text), nil)
+		if err != nil {
+			t.Errorf("%q: %v", text, err)
+			continue
+		}
+		if len(k.Hosts) != 0 || len(k.Peers) != 0 {
+			t.Errorf("%q: got entries", text)
+		}
+	}
+}
+
+func TestPeersOrder(t *testing.T) {
+	// The same prefix on an interface and on any is allowed: the kernel
+	// keys them apart.
+	text := `[peers]
+"10.0.0.0/8" = { key = "a", interface = "vrf-b" }
+"10.0.0.0" = { key = "c" }
+"::/0" = { key = "d" }
+"0.0.0.0/0" = { key = "e" }
+"10.1.0.0/16" = { key = "f" }
+"10.0.0.0/8" = { key = "g" }
+`
+	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+		t.Fatal("duplicate key accepted")
+	}
+	text = strings.Replace(text, `"10.0.0.0/8" = { key = "g" }`, `"10.0.0.0/08" = { key = "g" }`, 1)
+	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+		t.Fatal("leading zero in the prefix length accepted")
+	}
+	text = strings.Replace(text, `"10.0.0.0/08" = { key = "g" }`, "", 1)
+	k, err := Parse(kpath, []byte(text), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range k.Peers {
+		got = append(got, p.Prefix.String()+"%"+p.Interface)
+	}
+	want := "10.0.0.0/32% 10.1.0.0/16% 10.0.0.0/8%vrf-b 0.0.0.0/0% ::/0%"
+	if strings.Join(got, " ") != want {
+		t.Errorf("order = %s, want %s", strings.Join(got, " "), want)
+	}
+	if k.Peers[0].Line != 3 || k.Peers[2].Line != 2 {
+		t.Errorf("lines of inline-table entries: %d, %d", k.Peers[0].Line, k.Peers[2].Line)
+	}
+}
+
+func TestPeerSameInterfaceDuplicate(t *testing.T) {
+	text := `[peers]
+"10.0.0.0/8" = { key = "a", interface = "vrf" }
+"10.0.0.0/8 " = { key = "b" }
+"10.0.0.1/32" = { key = "d", interface = "vrf" }
+"10.0.0.1" = { key = "e", interface = "vrf" }
+`
+	_, err := Parse(kpath, []byte(text), nil)
+	if err == nil || !strings.Contains(err.Error(), kpath+`:3: peers."10.0.0.0/8 ": bad prefix`) {
+		t.Errorf("err = %v", err)
+	}
+	text = strings.Replace(text, `"10.0.0.0/8 "`, `"10.0.0.0/8"`, 1)
+	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+		t.Error("duplicate key accepted")
+	}
+	text = strings.Replace(text, `"10.0.0.0/8" = { key = "b" }`, `"10.0.0.0/9" = { key = "b" }`, 1)
+	_, err = Parse(kpath, []byte(text), nil)
+	if err == nil || !strings.Contains(err.Error(), kpath+`:5: peers."10.0.0.1": same prefix 10.0.0.1/32 and interface as peers."10.0.0.1/32"`) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestKeyFileNewline(t *testing.T) {
+	tests := []struct {
+		content string
+		want    string // "" = error
+	}{
+		{"abc\n", "abc"},
+		{"abc", "abc"},
+		{"abc\n\n", "abc\n"},
+		{"abc\r\n", "abc\r"},
+		{" abc \n", " abc "},
+		{strings.Repeat("k", 80) + "\n", strings.Repeat("k", 80)},
+		{strings.Repeat("k", 80), strings.Repeat("k", 80)},
+		{strings.Repeat("k", 81), ""},
+		{strings.Repeat("k", 81) + "\n", ""},
+		{"", ""},
+		{"\n", ""},
+	}
+	for i, tt := range tests {
+		files := map[string]string{"/etc/ssh/x.key": tt.content}
+		k, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"x.key\"\n"), fakeKeys(files))
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("case %d: accepted a %d-byte key file", i, len(tt.content))
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("case %d: %v", i, err)
+			continue
+		}
+		if !bytes.Equal(k.Hosts[0].Secret, []byte(tt.want)) {
+			t.Errorf("case %d: secret differs", i)
+		}
+	}
+}
+
+func TestInlineKeyLength(t *testing.T) {
+	for _, n := range []int{1, 80} {
+		text := "[hosts.a]\nkey = \"" + strings.Repeat("k", n) + "\"\n"
+		if _, err := Parse(kpath, []byte(text), nil); err != nil {
+			t.Errorf("%d bytes: %v", n, err)
+		}
+	}
+	// Bytes, not runes: 27 three-byte runes are 81 bytes.
+	text := "[hosts.a]\nkey = \"" + strings.Repeat("€", 27) + "\"\n"
+	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+		t.Error("81-byte key accepted")
+	}
+}
+
+func TestSyntaxErrorShown(t *testing.T) {
+	// Off key lines, the parser's message helps and is kept.
+	_, err := Parse(kpath, []byte("[hosts.a]\nhostname = bare\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), `expected value but found "bare"`) || !strings.Contains(err.Error(), kpath+":2:") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestRelativeKeyFile(t *testing.T) {
+	var got string
+	read := func(p string) ([]byte, error) { got = p; return []byte("k"), nil }
+	if _, err := Parse("rel/k.toml", []byte("[hosts.a]\nkey_file = \"a.key\"\n"), read); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if got != filepath.Join(wd, "rel", "a.key") {
+		t.Errorf("read %q", got)
+	}
+	if _, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"/abs/a.key\"\n"), read); err != nil || got != "/abs/a.key" {
+		t.Errorf("read %q, err %v", got, err)
+	}
+	failing := func(string) ([]byte, error) { return nil, errors.New("boom") }
+	_, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"a.key\"\n"), failing)
+	if err == nil || !strings.Contains(err.Error(), "key_file /etc/ssh/a.key: boom") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestDefaultPaths(t *testing.T) {
+	t.Setenv("SSH_MD5_KEYRING", "/x/k.toml")
+	if p, err := DefaultClientPath(); err != nil || p != "/x/k.toml" {
+		t.Errorf("DefaultClientPath = %q, %v", p, err)
+	}
+	t.Setenv("SSH_MD5_KEYRING", "")
+	t.Setenv("HOME", "/home/u")
+	if p, err := DefaultClientPath(); err != nil || p != "/home/u/.ssh/md5-keyring.toml" {
+		t.Errorf("DefaultClientPath = %q, %v", p, err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", "/run/credentials/sshd.service")
+	if p := DefaultServerPath(); p != "/run/credentials/sshd.service/md5-keyring.toml" {
+		t.Errorf("DefaultServerPath = %q", p)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	if p := DefaultServerPath(); p != "/etc/ssh/md5-keyring.toml" {
+		t.Errorf("DefaultServerPath = %q", p)
+	}
+}

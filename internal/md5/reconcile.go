@@ -1,0 +1,103 @@
+package md5
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+)
+
+// Diff is what Reconcile changed on a socket. Its keys carry no secrets.
+type Diff struct {
+	Added, Replaced, Deleted []Key
+}
+
+// Empty reports whether nothing changed.
+func (d Diff) Empty() bool { return len(d.Added)+len(d.Replaced)+len(d.Deleted) == 0 }
+
+func (d Diff) String() string {
+	return fmt.Sprintf("%d added, %d replaced, %d deleted", len(d.Added), len(d.Replaced), len(d.Deleted))
+}
+
+// Reconcile makes the socket carry exactly the keys in want that apply to
+// it. It reads the present keys back from the kernel (keys put on a socket
+// systemd holds survive restarts of the service), refuses a want that
+// leaves a peer family uncovered, adds and replaces before it deletes so
+// that no peer is ever left without a key, and on a kernel error puts the
+// keys back as they were.
+func (s Socket) Reconcile(want []Key) (Diff, error) {
+	have, err := s.Keys()
+	if err != nil {
+		return Diff{}, err
+	}
+	return s.ReconcileFrom(have, want)
+}
+
+// ReconcileFrom is Reconcile for a caller that knows what the socket
+// carries, for key sets too large for sock_diag to report.
+func (s Socket) ReconcileFrom(have, want []Key) (Diff, error) {
+	apply, uncovered := s.Cover(want)
+	if len(uncovered) > 0 {
+		return Diff{}, UncoveredError{Socket: s, Missing: uncovered}
+	}
+	for _, k := range apply {
+		if err := k.Validate(); err != nil {
+			return Diff{}, err
+		}
+	}
+	type id struct {
+		p   netip.Prefix
+		ifx int
+	}
+	old := make(map[id]Key, len(have))
+	for _, k := range have {
+		old[id{k.Prefix, k.Ifindex}] = k
+	}
+	keep := make(map[id]bool, len(apply))
+	var d Diff
+	var done []func() error // undo steps, run newest first
+	undo := func(cause error) (Diff, error) {
+		for i := len(done) - 1; i >= 0; i-- {
+			if err := done[i](); err != nil {
+				return Diff{}, fmt.Errorf("%w; restoring the previous keys also failed: %v", cause, err)
+			}
+		}
+		return Diff{}, fmt.Errorf("%w (previous keys restored)", cause)
+	}
+	for _, k := range apply {
+		i := id{k.Prefix, k.Ifindex}
+		keep[i] = true
+		prev, had := old[i]
+		// The kernel does not report a key's interface, so a key bound to
+		// one is always set again rather than compared.
+		if had && k.Ifindex == 0 && prev.Secret.Equal(k.Secret) {
+			continue
+		}
+		if err := s.Set(k); err != nil {
+			return undo(fmt.Errorf("%w (%d keys wanted on this socket)", err, len(apply)))
+		}
+		if had {
+			d.Replaced = append(d.Replaced, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
+			done = append(done, func() error { return s.Set(prev) })
+		} else {
+			d.Added = append(d.Added, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
+			done = append(done, func() error { return s.Delete(k.Prefix, k.Ifindex) })
+		}
+	}
+	stale := make([]Key, 0)
+	for i, k := range old {
+		if !keep[i] {
+			stale = append(stale, k)
+		}
+	}
+	// Most specific first: deleting a /32 leaves its peer under the /0 key
+	// that is still there, never unkeyed.
+	sort.Slice(stale, func(a, b int) bool { return stale[a].Prefix.Bits() > stale[b].Prefix.Bits() })
+	for _, k := range stale {
+		if err := s.Delete(k.Prefix, k.Ifindex); err != nil {
+			return undo(err)
+		}
+		d.Deleted = append(d.Deleted, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
+		done = append(done, func() error { return s.Set(k) })
+	}
+	return d, nil
+}

@@ -1,0 +1,335 @@
+package md5
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Socket is a TCP socket and the peer families it can be reached from.
+type Socket struct {
+	FD     int
+	Family int // unix.AF_INET or unix.AF_INET6
+	// Takes4 and Takes6 say which peer families can reach the socket: a
+	// dual-stack AF_INET6 socket bound to [::] takes both.
+	Takes4, Takes6 bool
+}
+
+// Inspect reads the family, protocol and binding of a socket. It refuses
+// sockets the kernel cannot sign: non-TCP ones and MPTCP, which Go uses by
+// default for listeners since 1.24.
+func Inspect(fd int) (Socket, error) {
+	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return Socket{}, fmt.Errorf("socket %d: reading its family: %w", fd, err)
+	}
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return Socket{}, fmt.Errorf("socket %d: reading its protocol: %w", fd, err)
+	}
+	switch {
+	case proto == unix.IPPROTO_MPTCP:
+		return Socket{}, fmt.Errorf("socket %d is MPTCP, which cannot carry TCP-MD5 keys; open it with SetMultipathTCP(false)", fd)
+	case proto != unix.IPPROTO_TCP:
+		return Socket{}, fmt.Errorf("socket %d is not a TCP socket (protocol %d)", fd, proto)
+	}
+	s := Socket{FD: fd, Family: dom}
+	switch dom {
+	case unix.AF_INET:
+		s.Takes4 = true
+	case unix.AF_INET6:
+		v6only, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+		if err != nil {
+			return Socket{}, fmt.Errorf("socket %d: reading IPV6_V6ONLY: %w", fd, err)
+		}
+		s.Takes4, s.Takes6 = v6only == 0, true
+		// A socket bound to one address takes only that address's family.
+		if sa, err := unix.Getsockname(fd); err == nil {
+			if a, ok := sa.(*unix.SockaddrInet6); ok {
+				addr := netip.AddrFrom16(a.Addr)
+				switch {
+				case addr.Is4In6():
+					s.Takes6 = false
+				case !addr.IsUnspecified():
+					s.Takes4 = false
+				}
+			}
+		}
+	default:
+		return Socket{}, fmt.Errorf("socket %d has address family %d, not IPv4 or IPv6", fd, dom)
+	}
+	return s, nil
+}
+
+// Takes reports whether peers in p can reach the socket.
+func (s Socket) Takes(p netip.Prefix) bool {
+	if p.Addr().Is4() {
+		return s.Takes4
+	}
+	return s.Takes6
+}
+
+// Cover picks the keys that apply to the socket and names, as catch-all
+// prefixes, every peer family the socket takes that no interface-free /0
+// key covers. The kernel accepts a peer that matches no key unsigned, so a
+// caller that means to protect the socket must refuse it while uncovered is
+// not empty.
+func (s Socket) Cover(keys []Key) (apply []Key, uncovered []netip.Prefix) {
+	var all4, all6 bool
+	for _, k := range keys {
+		if !s.Takes(k.Prefix) {
+			continue
+		}
+		apply = append(apply, k)
+		if k.Prefix.Bits() == 0 && k.Ifindex == 0 {
+			if k.Prefix.Addr().Is4() {
+				all4 = true
+			} else {
+				all6 = true
+			}
+		}
+	}
+	if s.Takes4 && !all4 {
+		uncovered = append(uncovered, netip.MustParsePrefix("0.0.0.0/0"))
+	}
+	if s.Takes6 && !all6 {
+		uncovered = append(uncovered, netip.MustParsePrefix("::/0"))
+	}
+	return apply, uncovered
+}
+
+// Set installs k on the socket, replacing a key for the same prefix and
+// interface.
+func (s Socket) Set(k Key) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	return s.setsockopt(k, k.Secret)
+}
+
+// Delete removes the key for prefix p and interface ifindex.
+func (s Socket) Delete(p netip.Prefix, ifindex int) error {
+	return s.setsockopt(Key{Prefix: p, Ifindex: ifindex}, nil)
+}
+
+func (s Socket) setsockopt(k Key, secret Secret) error {
+	sig, opt, err := s.encode(k)
+	if err != nil {
+		return err
+	}
+	sig.Keylen = uint16(copy(sig.Key[:], secret))
+	err = unix.SetsockoptTCPMD5Sig(s.FD, unix.IPPROTO_TCP, opt, sig)
+	clear(sig.Key[:])
+	if err != nil {
+		op := "setting"
+		if secret == nil {
+			op = "deleting"
+		}
+		return fmt.Errorf("%s TCP-MD5 key for %s: %w", op, k, explain(err, k))
+	}
+	return nil
+}
+
+// encode builds the kernel's struct tcp_md5sig for k in the form the
+// socket's family needs, and picks the option: plain TCP_MD5SIG ignores
+// the prefix length, so anything but a single host without an interface
+// goes through TCP_MD5SIG_EXT.
+func (s Socket) encode(k Key) (*unix.TCPMD5Sig, int, error) {
+	p := k.Prefix
+	if !p.IsValid() {
+		return nil, 0, errors.New("invalid peer prefix")
+	}
+	if !s.Takes(p) {
+		return nil, 0, fmt.Errorf("key for %s does not fit a socket that takes only %s peers", k, s.families())
+	}
+	sig := new(unix.TCPMD5Sig)
+	switch {
+	case s.Family == unix.AF_INET:
+		sig.Addr.Family = unix.AF_INET
+		a := p.Addr().As4()
+		copy(sig.Addr.Data[2:6], a[:]) // sockaddr_in: port, then address
+	case p.Addr().Is4():
+		// Dual-stack AF_INET6: an IPv4 peer arrives as ::ffff:a.b.c.d and
+		// its prefix is counted in IPv4 bits (/96+n gives EINVAL).
+		sig.Addr.Family = unix.AF_INET6
+		a := netip.AddrFrom16(p.Addr().As16()).As16()
+		copy(sig.Addr.Data[6:22], a[:]) // sockaddr_in6: port, flowinfo, address
+	default:
+		sig.Addr.Family = unix.AF_INET6
+		a := p.Addr().As16()
+		copy(sig.Addr.Data[6:22], a[:])
+	}
+	sig.Prefixlen = uint8(p.Bits())
+	opt := unix.TCP_MD5SIG
+	if p.Bits() != p.Addr().BitLen() || k.Ifindex != 0 {
+		opt = unix.TCP_MD5SIG_EXT
+		sig.Flags = unix.TCP_MD5SIG_FLAG_PREFIX
+		if k.Ifindex != 0 {
+			sig.Flags |= unix.TCP_MD5SIG_FLAG_IFINDEX
+			sig.Ifindex = int32(k.Ifindex)
+		}
+	}
+	return sig, opt, nil
+}
+
+func (s Socket) families() string {
+	switch {
+	case s.Takes4 && s.Takes6:
+		return "IPv4 and IPv6"
+	case s.Takes4:
+		return "IPv4"
+	default:
+		return "IPv6"
+	}
+}
+
+// explain turns the kernel's terse errno into the likely cause and the fix.
+func explain(err error, k Key) error {
+	switch {
+	case errors.Is(err, unix.ENOPROTOOPT):
+		return fmt.Errorf("%w: this kernel has no TCP-MD5 (CONFIG_TCP_MD5SIG), or the socket is MPTCP", err)
+	case errors.Is(err, unix.ENOMEM):
+		return fmt.Errorf("%w: the socket's keys exceed net.core.optmem_max (%s bytes); raise it, e.g. sysctl -w net.core.optmem_max=%d", err, optmemMax(), 4*optmemMaxInt())
+	case errors.Is(err, unix.EINVAL) && k.Ifindex != 0:
+		return fmt.Errorf("%w: interface index %d is not an L3 master device (VRF), the only kind a key can be bound to", err, k.Ifindex)
+	case errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("%w: the kernel rejected prefix length %d or the address family", err, k.Prefix.Bits())
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("%w: the socket has no such key", err)
+	}
+	return err
+}
+
+func optmemMax() string {
+	b, err := os.ReadFile("/proc/sys/net/core/optmem_max")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func optmemMaxInt() int {
+	var n int
+	fmt.Sscan(optmemMax(), &n)
+	if n <= 0 {
+		n = 131072
+	}
+	return n
+}
+
+// FromConn returns the Socket behind a raw connection, for use in
+// net.Dialer.Control and net.ListenConfig.Control.
+func FromConn(c syscall.RawConn) (s Socket, err error) {
+	cerr := c.Control(func(fd uintptr) { s, err = Inspect(int(fd)) })
+	if cerr != nil {
+		return Socket{}, cerr
+	}
+	return s, err
+}
+
+// DialControl returns a net.Dialer Control function that signs each
+// connection attempt with secret, keyed to the exact address being dialled,
+// before connect. An error aborts that attempt rather than let it go out
+// unsigned.
+func DialControl(secret Secret) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("signing dial to %q: %w", address, err)
+		}
+		addr := ap.Addr().Unmap().WithZone("")
+		k := Key{Prefix: netip.PrefixFrom(addr, addr.BitLen()), Secret: secret}
+		var serr error
+		cerr := c.Control(func(fd uintptr) {
+			var s Socket
+			if s, serr = Inspect(int(fd)); serr == nil {
+				serr = s.Set(k)
+			}
+		})
+		if cerr != nil {
+			return cerr
+		}
+		return serr
+	}
+}
+
+// ListenControl returns a net.ListenConfig Control function that puts keys
+// on a listening socket before bind and listen, and fails (so the listener
+// is never opened) when the keys leave a peer family of the socket
+// uncovered.
+func ListenControl(keys []Key) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var err error
+		cerr := c.Control(func(fd uintptr) {
+			var s Socket
+			if s, err = Inspect(int(fd)); err != nil {
+				return
+			}
+			// Before bind the socket cannot tell from its address which
+			// families it will take; judge by the address asked for.
+			if ap, perr := netip.ParseAddrPort(address); perr == nil && s.Family == unix.AF_INET6 {
+				a := ap.Addr()
+				if a.Is4In6() {
+					s.Takes6 = false
+				} else if !a.IsUnspecified() {
+					s.Takes4 = false
+				}
+			}
+			err = s.Install(keys)
+		})
+		if cerr != nil {
+			return fmt.Errorf("listen %s: %w", address, cerr)
+		}
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", address, err)
+		}
+		return nil
+	}
+}
+
+// Install puts every applicable key on a socket that has none yet, after
+// checking that every peer family the socket takes is covered.
+func (s Socket) Install(keys []Key) error {
+	apply, uncovered := s.Cover(keys)
+	if len(uncovered) > 0 {
+		return UncoveredError{Socket: s, Missing: uncovered}
+	}
+	for i, k := range apply {
+		if err := s.Set(k); err != nil {
+			return fmt.Errorf("key %d of %d: %w", i+1, len(apply), err)
+		}
+	}
+	return nil
+}
+
+// UncoveredError reports peer families a socket takes that no key covers.
+type UncoveredError struct {
+	Socket  Socket
+	Missing []netip.Prefix
+}
+
+func (e UncoveredError) Error() string {
+	var names []string
+	for _, p := range e.Missing {
+		names = append(names, fmt.Sprintf("[peers.%q]", p.String()))
+	}
+	return fmt.Sprintf("the socket takes %s peers but no key covers %s: peers outside the listed prefixes would connect unsigned; add %s with a key, or listen on one family only",
+		e.Socket.families(), joinPrefixes(e.Missing), strings.Join(names, " and "))
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, " or ")
+}
+
+// Layout of struct tcp_md5sig, pinned by a test against the kernel ABI.
+const sizeofTCPMD5Sig = int(unsafe.Sizeof(unix.TCPMD5Sig{}))

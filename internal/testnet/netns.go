@@ -1,0 +1,308 @@
+// Package testnet is test support for code that needs real components: real
+// network namespaces and veth pairs, a real OpenSSH server, tcpdump -M as an
+// independent check of TCP-MD5 signatures, and the kernel's TCPMD5* counters.
+//
+// It is meant for _test.go files only. The tests run as root; a missing
+// requirement (not root, binary absent, netns creation failing) fails the
+// test with the reason instead of skipping it, so that CI cannot go green
+// without having tested anything.
+//
+// Everything a helper creates is removed through t.Cleanup, also when the
+// test fails, and every name is random, so several test binaries can run at
+// the same time. Traffic only ever goes to loopback or to namespaces the
+// test created.
+package testnet
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// RequireRoot fails the test (t.Fatal, not skip) unless euid is 0.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if euid := os.Geteuid(); euid != 0 {
+		t.Fatalf("testnet: this test must run as root (euid is %d): it creates network namespaces and veth pairs, runs sshd and tcpdump", euid)
+	}
+}
+
+// requireBinary returns the path of name or fails the test.
+func requireBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("testnet: required program %q not found: %v", name, err)
+	}
+	return p
+}
+
+// randHex returns n random bytes in hex, for unique names.
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+// NS is a network namespace created for one test.
+type NS struct {
+	Name string
+}
+
+var labelClean = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// NewNS creates a network namespace with lo up. The name is "smd", random
+// hex and the label (sanitized), so that concurrent test binaries never
+// collide and a leftover namespace says where it came from. It is deleted at
+// cleanup.
+func NewNS(t testing.TB, label string) *NS {
+	t.Helper()
+	RequireRoot(t)
+	requireBinary(t, "ip")
+	name := "smd" + randHex(4)
+	if l := labelClean.ReplaceAllString(label, ""); l != "" {
+		name += "-" + l
+	}
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("testnet: ip netns add %s: %v: %s", name, err, out)
+	}
+	ns := &NS{Name: name}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+			t.Errorf("testnet: ip netns delete %s: %v: %s", name, err, out)
+		}
+	})
+	ns.Run(t, "ip", "link", "set", "lo", "up")
+	return ns
+}
+
+// Cmd returns a command that runs name with args inside the namespace (via
+// "ip netns exec", which execs the program, so the process is the program
+// itself and Process.Kill reaches it).
+func (ns *NS) Cmd(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Run runs a command in the namespace and returns its combined output; any
+// failure fails the test.
+func (ns *NS) Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := ns.Cmd(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("testnet: in netns %s: %s %s: %v\n%s", ns.Name, name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Do runs fn on the calling goroutine, locked to its OS thread, with that
+// thread switched into the namespace, and switches back afterwards.
+//
+// Sockets created inside fn (net.Listen, net.Dial, ListenConfig.Listen, ...)
+// belong to the namespace for good and may be used from anywhere after Do
+// returns. Goroutines started inside fn do NOT inherit the namespace: they
+// run on other threads, in the test's original namespace. Only the socket
+// creation has to happen inside fn.
+//
+// If switching back fails the goroutine stays locked to the thread, so the
+// runtime discards the thread when the goroutine ends instead of reusing a
+// thread that sits in the wrong namespace.
+func (ns *NS) Do(fn func() error) (err error) {
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("testnet: open own netns: %w", err)
+	}
+	defer orig.Close()
+	target, err := os.Open("/run/netns/" + ns.Name)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("testnet: open netns %s: %w", ns.Name, err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("testnet: setns %s: %w", ns.Name, err)
+	}
+	// Deferred so that a t.FailNow (runtime.Goexit) inside fn still
+	// switches back.
+	defer func() {
+		if berr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); berr != nil {
+			err = fmt.Errorf("testnet: setns back from %s: %w (thread discarded)", ns.Name, berr)
+			return // stay locked: see above
+		}
+		runtime.UnlockOSThread()
+	}()
+	return fn()
+}
+
+// MD5Counters are the TcpExt TCPMD5* counters of one namespace.
+type MD5Counters struct {
+	NotFound   uint64 // unsigned segment where a key was expected
+	Unexpected uint64 // signed segment, but no key on our side
+	Failure    uint64 // signature did not verify (wrong key)
+}
+
+// MD5Counters reads the namespace's TCPMD5* counters from netstat as seen
+// from inside it.
+func (ns *NS) MD5Counters(t testing.TB) MD5Counters {
+	t.Helper()
+	var data []byte
+	err := ns.Do(func() error {
+		// thread-self, not self: /proc/self/net shows the namespace of
+		// the process's main thread, not of this (switched) thread.
+		var err error
+		data, err = os.ReadFile("/proc/thread-self/net/netstat")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("testnet: read netstat of %s: %v", ns.Name, err)
+	}
+	c, err := parseMD5Counters(data)
+	if err != nil {
+		t.Fatalf("testnet: netstat of %s: %v", ns.Name, err)
+	}
+	return c
+}
+
+// parseMD5Counters parses /proc/net/netstat: pairs of lines, "TcpExt:"
+// followed by names, then "TcpExt:" followed by the values.
+func parseMD5Counters(data []byte) (MD5Counters, error) {
+	var names []string
+	vals := map[string]uint64{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] != "TcpExt:" {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+			continue
+		}
+		for i, v := range f[1:] {
+			if i < len(names) {
+				n, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					return MD5Counters{}, fmt.Errorf("TcpExt %s: %v", names[i], err)
+				}
+				vals[names[i]] = n
+			}
+		}
+		break
+	}
+	var c MD5Counters
+	for name, p := range map[string]*uint64{
+		"TCPMD5NotFound": &c.NotFound, "TCPMD5Unexpected": &c.Unexpected, "TCPMD5Failure": &c.Failure,
+	} {
+		v, ok := vals[name]
+		if !ok {
+			return MD5Counters{}, fmt.Errorf("no TcpExt counter %s (kernel without CONFIG_TCP_MD5SIG?)", name)
+		}
+		*p = v
+	}
+	return c, nil
+}
+
+// Sub returns c - old, the change between two readings.
+func (c MD5Counters) Sub(old MD5Counters) MD5Counters {
+	return MD5Counters{
+		NotFound:   c.NotFound - old.NotFound,
+		Unexpected: c.Unexpected - old.Unexpected,
+		Failure:    c.Failure - old.Failure,
+	}
+}
+
+// Link is a veth pair joining two namespaces, addressed on both ends.
+type Link struct {
+	A, B           *NS
+	AddrA4, AddrB4 netip.Addr // 10.x.y.1 and 10.x.y.2 in a /24
+	AddrA6, AddrB6 netip.Addr // fd00:x:y::1 and ::2 in a /64
+	IfA, IfB       string     // interface names in A and in B
+}
+
+// usedNets keeps Connect from handing out the same /24 twice in one test
+// binary, which could put two links of one namespace on the same subnet.
+var (
+	usedNetsMu sync.Mutex
+	usedNets   = map[[2]byte]bool{}
+)
+
+func pickNet() [2]byte {
+	usedNetsMu.Lock()
+	defer usedNetsMu.Unlock()
+	for {
+		var b [2]byte
+		_, _ = rand.Read(b[:])
+		b[0] = 200 + b[0]%50 // 10.200.0.0 - 10.249.255.0
+		if !usedNets[b] {
+			usedNets[b] = true
+			return b
+		}
+	}
+}
+
+// Connect joins a and b with a veth pair, addresses both ends (IPv4 /24 and
+// IPv6 ULA /64, the latter with nodad so it is usable at once), brings it up
+// and waits until both ends are up.
+func Connect(t testing.TB, a, b *NS) *Link {
+	t.Helper()
+	id := "smd" + randHex(4) // + "a"/"b": 12 chars, under IFNAMSIZ-1 = 15
+	n := pickNet()
+	l := &Link{
+		A: a, B: b, IfA: id + "a", IfB: id + "b",
+		AddrA4: netip.AddrFrom4([4]byte{10, n[0], n[1], 1}),
+		AddrB4: netip.AddrFrom4([4]byte{10, n[0], n[1], 2}),
+		AddrA6: netip.MustParseAddr(fmt.Sprintf("fd00:%x:%x::1", n[0], n[1])),
+		AddrB6: netip.MustParseAddr(fmt.Sprintf("fd00:%x:%x::2", n[0], n[1])),
+	}
+	if out, err := exec.Command("ip", "link", "add", l.IfA, "netns", a.Name,
+		"type", "veth", "peer", "name", l.IfB, "netns", b.Name).CombinedOutput(); err != nil {
+		t.Fatalf("testnet: create veth %s/%s: %v: %s", l.IfA, l.IfB, err, out)
+	}
+	// Deleting the namespaces would remove the pair too, but only once the
+	// last process in them is gone; delete it explicitly (either end takes
+	// both).
+	t.Cleanup(func() { _ = exec.Command("ip", "-n", a.Name, "link", "del", l.IfA).Run() })
+	for _, e := range []struct {
+		ns     *NS
+		ifc    string
+		a4, a6 netip.Addr
+	}{{a, l.IfA, l.AddrA4, l.AddrA6}, {b, l.IfB, l.AddrB4, l.AddrB6}} {
+		e.ns.Run(t, "ip", "addr", "add", e.a4.String()+"/24", "dev", e.ifc)
+		e.ns.Run(t, "ip", "-6", "addr", "add", e.a6.String()+"/64", "dev", e.ifc, "nodad")
+		e.ns.Run(t, "ip", "link", "set", e.ifc, "up")
+	}
+	// A veth end reports carrier only once its peer is up too.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, e := range []struct {
+		ns  *NS
+		ifc string
+	}{{a, l.IfA}, {b, l.IfB}} {
+		for {
+			out := e.ns.Run(t, "ip", "-o", "link", "show", e.ifc)
+			if strings.Contains(out, "state UP") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testnet: %s in %s not up after 5s: %s", e.ifc, e.ns.Name, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return l
+}
