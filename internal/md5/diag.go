@@ -33,6 +33,14 @@ const (
 // CAP_NET_ADMIN.
 var ErrNotPermitted = errors.New("reading TCP-MD5 keys needs CAP_NET_ADMIN (run as root)")
 
+// MaxReadableKeys is how many keys sock_diag can report for one socket: they
+// travel in one netlink attribute whose length is 16 bits.
+const MaxReadableKeys = (1<<16 - 1 - unix.SizeofRtAttr) / sizeofTCPDiagMD5Sig
+
+// ErrTooManyToRead means the socket carries more than MaxReadableKeys keys,
+// so the kernel's report is cut short and cannot be trusted.
+var ErrTooManyToRead = fmt.Errorf("the socket carries more TCP-MD5 keys than sock_diag can report (%d)", MaxReadableKeys)
+
 // Keys reads back the keys the socket carries. IPv4 keys on a dual-stack
 // socket come back as IPv4 prefixes, as they were given to Set. The kernel
 // does not report a key's interface, so Ifindex is always 0.
@@ -51,24 +59,29 @@ func (s Socket) Keys() ([]Key, error) {
 	req[0] = byte(s.Family)
 	req[1] = unix.IPPROTO_TCP
 	req[2] = 1 << (inetDiagInfo - 1) // the kernel adds the aux (MD5) attributes only with INFO
-	flags := uint16(unix.NLM_F_REQUEST)
-	local, lerr := unix.Getsockname(s.FD)
-	peer, perr := unix.Getpeername(s.FD)
-	if lerr == nil && perr == nil {
-		// A connected socket is looked up by its 4-tuple: a dump of every
-		// connection per accept would cost O(connections).
-		binary.LittleEndian.PutUint32(req[4:], allStates)
-		id := req[inetDiagReqIDOffset:]
-		// struct inet_diag_sockid: sport, dport, src[16], dst[16], if, cookie[2]
-		putSockaddr(id[0:2], id[4:20], local)
-		putSockaddr(id[2:4], id[20:36], peer)
-		binary.LittleEndian.PutUint32(id[40:], inetDiagNoCookie)
-		binary.LittleEndian.PutUint32(id[44:], inetDiagNoCookie)
-	} else {
-		binary.LittleEndian.PutUint32(req[4:], 1<<tcpListen)
-		flags |= unix.NLM_F_DUMP
+	// An exact lookup gets a reply sized for the socket; a dump packs
+	// replies into ~32 KiB buffers and leaves out a socket whose keys do
+	// not fit (about 300). A listener is found by its local address alone.
+	binary.LittleEndian.PutUint32(req[4:], allStates)
+	id := req[inetDiagReqIDOffset:]
+	local, err := unix.Getsockname(s.FD)
+	if err != nil {
+		return nil, fmt.Errorf("socket %d: %w", s.FD, err)
 	}
-	msgs, err := diagQuery(req, flags)
+	// struct inet_diag_sockid: sport, dport, src[16], dst[16], if, cookie[2]
+	putSockaddr(id[0:2], id[4:20], local)
+	if peer, err := unix.Getpeername(s.FD); err == nil {
+		putSockaddr(id[2:4], id[20:36], peer)
+	}
+	binary.LittleEndian.PutUint32(id[40:], inetDiagNoCookie)
+	binary.LittleEndian.PutUint32(id[44:], inetDiagNoCookie)
+	msgs, err := diagQuery(req, unix.NLM_F_REQUEST)
+	if err != nil || !hasInode(msgs, st.Ino) {
+		// SO_REUSEPORT groups and odd bindings: fall back to a dump.
+		binary.LittleEndian.PutUint32(req[4:], 1<<tcpListen)
+		clear(id)
+		msgs, err = diagQuery(req, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("socket %d: sock_diag: %w", s.FD, err)
 	}
@@ -79,6 +92,15 @@ func (s Socket) Keys() ([]Key, error) {
 		return parseMD5Attr(m[sizeofInetDiagMsg:])
 	}
 	return nil, fmt.Errorf("socket %d: sock_diag does not list it (not a TCP socket in this network namespace?)", s.FD)
+}
+
+func hasInode(msgs [][]byte, ino uint64) bool {
+	for _, m := range msgs {
+		if len(m) >= sizeofInetDiagMsg && uint64(binary.LittleEndian.Uint32(m[inetDiagMsgInodeOffs:])) == ino {
+			return true
+		}
+	}
+	return false
 }
 
 func putSockaddr(port, addr []byte, sa unix.Sockaddr) {
@@ -98,6 +120,10 @@ func parseMD5Attr(b []byte) ([]Key, error) {
 		l := int(binary.LittleEndian.Uint16(b[0:]))
 		typ := binary.LittleEndian.Uint16(b[2:])
 		if l < unix.SizeofRtAttr || l > len(b) {
+			if typ == inetDiagMD5Sig {
+				// The length wrapped: the kernel wrote more keys than fit.
+				return nil, ErrTooManyToRead
+			}
 			return nil, errors.New("sock_diag: malformed attribute")
 		}
 		if typ == inetDiagMD5Sig {

@@ -461,3 +461,31 @@ func TestReadCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadBackLimit pins how many keys sock_diag can report, and that past
+// it Keys says so instead of returning a short list.
+func TestReadBackLimit(t *testing.T) {
+	inNewNetns(t)
+	setOptmem(t, 1<<22)
+	if MaxReadableKeys != 655 {
+		t.Errorf("MaxReadableKeys = %d, want 655", MaxReadableKeys)
+	}
+	for _, c := range []struct {
+		n       int
+		wantErr error
+	}{{MaxReadableKeys, nil}, {MaxReadableKeys + 45, ErrTooManyToRead}} {
+		want := []Key{key("0.0.0.0/0", "k")}
+		for i := 1; i < c.n; i++ {
+			want = append(want, key(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), "k"))
+		}
+		want[len(want)-1] = key("::/0", "k")
+		_, s := listen(t, "[::]:0", want...)
+		keys, err := s.Keys()
+		if !errors.Is(err, c.wantErr) {
+			t.Fatalf("%d keys: error %v, want %v", c.n, err, c.wantErr)
+		}
+		if err == nil && len(keys) != c.n {
+			t.Fatalf("%d keys: read back %d", c.n, len(keys))
+		}
+	}
+}
