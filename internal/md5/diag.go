@@ -119,11 +119,13 @@ func parseMD5Attr(b []byte) ([]Key, error) {
 	for len(b) >= unix.SizeofRtAttr {
 		l := int(binary.LittleEndian.Uint16(b[0:]))
 		typ := binary.LittleEndian.Uint16(b[2:])
+		// Past MaxReadableKeys the kernel still writes every key, but the
+		// 16-bit length wraps. The MD5 attribute comes last here (no ULP on
+		// these sockets), so the bytes left give the true length.
+		if typ == inetDiagMD5Sig && len(b) > l && len(b)%(1<<16) == l {
+			return nil, ErrTooManyToRead
+		}
 		if l < unix.SizeofRtAttr || l > len(b) {
-			if typ == inetDiagMD5Sig {
-				// The length wrapped: the kernel wrote more keys than fit.
-				return nil, ErrTooManyToRead
-			}
 			return nil, errors.New("sock_diag: malformed attribute")
 		}
 		if typ == inetDiagMD5Sig {
