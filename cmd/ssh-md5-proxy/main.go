@@ -1,0 +1,227 @@
+// Command ssh-md5-proxy is an OpenSSH ProxyCommand that connects with
+// TCP-MD5 signatures (RFC 2385), taking the key from a keyring file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/sshmd5/sshmd5/internal/keyring"
+	"github.com/sshmd5/sshmd5/internal/proxy"
+)
+
+const usage = `Usage: ssh-md5-proxy [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-4|-6] [--fdpass] HOST PORT
+
+Connect to HOST port PORT signing every segment with TCP-MD5 (RFC 2385),
+for use as an OpenSSH ProxyCommand. It never connects unsigned.
+
+Options:
+    -k KEYRING    Keyring file with the [hosts] keys. Default: $SSH_MD5_KEYRING,
+                  else ~/.ssh/md5-keyring.toml.
+    -n ALIAS      Look the key up by this alias (ssh's %n) before HOST.
+    -t TIMEOUT    Give up resolving and connecting after TIMEOUT, a Go
+                  duration ("10s", "1m") or seconds. Default: 10s.
+    -4, -6        Use only IPv4 or only IPv6 addresses.
+    --fdpass      Pass the connected socket to ssh and exit
+                  (needs ProxyUseFdpass yes).
+    -h            Print this help.
+
+Example ~/.ssh/config:
+
+    Host bastion
+        HostName bastion.example.net
+        ProxyCommand ssh-md5-proxy -n %n %h %p
+        # or, with no process left behind:
+        # ProxyCommand ssh-md5-proxy --fdpass -n %n %h %p
+        # ProxyUseFdpass yes
+
+Exit status: 0 on success, 2 on a usage error, 255 on any other error.
+`
+
+func main() { os.Exit(Main()) }
+
+// Main runs the command and returns its exit status.
+func Main() int {
+	return run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+}
+
+func errorf(stderr io.Writer, format string, args ...any) {
+	fmt.Fprintf(stderr, "ssh-md5-proxy: "+format+"\n", args...)
+}
+
+// run is Main with its inputs explicit.
+func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
+	flags := flag.NewFlagSet("ssh-md5-proxy", flag.ContinueOnError)
+	flags.SetOutput(io.Discard) // we print our own usage, once
+	var (
+		keyringPath, alias, timeoutStr string
+		only4, only6, fdpass           bool
+	)
+	flags.StringVar(&keyringPath, "k", "", "")
+	flags.StringVar(&alias, "n", "", "")
+	flags.StringVar(&timeoutStr, "t", "10s", "")
+	flags.BoolVar(&only4, "4", false, "")
+	flags.BoolVar(&only6, "6", false, "")
+	flags.BoolVar(&fdpass, "fdpass", false, "")
+	usageErr := func(format string, a ...any) int {
+		errorf(stderr, format, a...)
+		io.WriteString(stderr, "\n"+usage)
+		return 2
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			io.WriteString(stderr, usage)
+			return 0
+		}
+		return usageErr("%v", err)
+	}
+	if flags.NArg() != 2 {
+		return usageErr("want HOST and PORT, got %d argument(s)", flags.NArg())
+	}
+	host, port := flags.Arg(0), flags.Arg(1)
+	if host == "" || port == "" {
+		return usageErr("HOST and PORT must not be empty")
+	}
+	if only4 && only6 {
+		return usageErr("-4 and -6 exclude each other")
+	}
+	timeout, err := parseTimeout(timeoutStr)
+	if err != nil {
+		return usageErr("-t %s: %v", timeoutStr, err)
+	}
+	network := "tcp"
+	if only4 {
+		network = "tcp4"
+	} else if only6 {
+		network = "tcp6"
+	}
+
+	// Before dialling: a connection we could not hand over would be wasted.
+	if fdpass {
+		if err := proxy.CheckFDPass(stdout); err != nil {
+			errorf(stderr, "%v", err)
+			return 255
+		}
+	}
+
+	kr, code := loadKeyring(keyringPath, stderr)
+	if kr == nil {
+		return code
+	}
+	h, ok := kr.Lookup(alias, host)
+	if !ok {
+		name := host
+		if alias != "" {
+			name = alias
+		}
+		errorf(stderr, "no key for %s in %s; it will not connect unsigned", describe(alias, host), kr.Path)
+		errorf(stderr, "hint: add a [hosts.%s] entry with key_file = \"...\" (or key = \"...\") to the keyring", tomlKey(name))
+		return 255
+	}
+
+	// ssh sends SIGHUP when it is done with us; that is a normal end.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		<-hup
+		os.Exit(0)
+	}()
+
+	conn, err := proxy.Dial(context.Background(), proxy.Options{
+		Host:    host,
+		Port:    port,
+		Network: network,
+		Timeout: timeout,
+		Secret:  h.Secret,
+		KeyName: "hosts." + tomlKey(h.Name),
+	})
+	if err != nil {
+		errorf(stderr, "%v", err)
+		return 255
+	}
+	if fdpass {
+		err = proxy.SendFD(stdout, conn)
+		conn.Close() // ssh has its own descriptor now
+	} else {
+		err = proxy.Copy(conn, stdin, stdout)
+	}
+	if err != nil {
+		errorf(stderr, "%s port %s: %v", host, port, err)
+		return 255
+	}
+	return 0
+}
+
+// loadKeyring loads the keyring, or prints why not and returns the exit
+// status.
+func loadKeyring(path string, stderr io.Writer) (*keyring.Keyring, int) {
+	if path == "" {
+		var err error
+		if path, err = keyring.DefaultClientPath(); err != nil {
+			errorf(stderr, "%v", err)
+			return nil, 255
+		}
+	}
+	// Say how to create a missing keyring: a first-time user hits this.
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		errorf(stderr, "keyring %s does not exist; create it (chmod 600) with an entry per host, e.g.\n\n"+
+			"    [hosts.bastion]\n    key_file = \"md5/bastion.key\"\n\n"+
+			"or name another file with -k or $SSH_MD5_KEYRING", path)
+		return nil, 255
+	}
+	kr, err := keyring.Load(path)
+	if err != nil {
+		errorf(stderr, "%v", err)
+		return nil, 255
+	}
+	return kr, 0
+}
+
+// parseTimeout takes a Go duration or a number of seconds, as ssh's
+// ConnectTimeout does.
+func parseTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil {
+			return 0, errors.New(`not a duration ("10s", "1m30s") or a number of seconds`)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, errors.New("must be positive")
+	}
+	return d, nil
+}
+
+func describe(alias, host string) string {
+	if alias == "" || alias == host {
+		return host
+	}
+	return fmt.Sprintf("%s (alias %s)", host, alias)
+}
+
+// tomlKey writes a table name the way the keyring needs it: bare if it
+// can be, quoted otherwise (addresses, globs, dotted names).
+func tomlKey(name string) string {
+	bare := name != ""
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			bare = false
+			break
+		}
+	}
+	if bare {
+		return name
+	}
+	return strconv.Quote(name)
+}

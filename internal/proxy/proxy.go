@@ -1,0 +1,205 @@
+// Package proxy is the logic of ssh-md5-proxy: it dials a TCP connection
+// signed with TCP-MD5 (RFC 2385) and either relays it over stdin/stdout or
+// hands the socket itself to ssh (ProxyUseFdpass).
+//
+// It fails closed: every connection attempt gets its key before connect, and
+// an attempt whose key cannot be set is abandoned, so nothing is ever sent
+// unsigned when a key was meant.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sshmd5/sshmd5/internal/md5"
+)
+
+// Options say what Dial connects to and how.
+type Options struct {
+	Host string // name or address to resolve and dial (ssh's %h)
+	Port string // number or service name (ssh's %p)
+	// Network is "tcp" (both families, Happy Eyeballs), "tcp4" or "tcp6".
+	Network string
+	// Timeout bounds resolving and connecting together; 0 means none.
+	Timeout time.Duration
+	Secret  md5.Secret
+	// KeyName says where the secret came from, for messages (e.g.
+	// "hosts.bastion"); it must never be the secret.
+	KeyName string
+	// Resolver resolves Host; nil means net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+// Dial resolves o.Host and connects to the first of its addresses that
+// answers, signing every attempt with o.Secret.
+//
+// Errors are *NoAnswerError when the deadline passed with no answer (the
+// usual symptom of a key mismatch: the server drops the SYN silently),
+// *RefusedError when the connection was refused, and otherwise a wrapped
+// error naming host and port.
+func Dial(ctx context.Context, o Options) (*net.TCPConn, error) {
+	if len(o.Secret) == 0 {
+		// Fail closed: an empty secret would make DialControl's key a
+		// delete, i.e. an unsigned dial.
+		return nil, errors.New("proxy: no secret given; refusing to dial unsigned")
+	}
+	network := o.Network
+	if network == "" {
+		network = "tcp"
+	}
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	var tried attempts
+	sign := md5.DialControl(o.Secret)
+	d := net.Dialer{
+		Resolver: o.Resolver,
+		// Control runs for each address Happy Eyeballs tries, before
+		// connect; an error here aborts that attempt, never the key.
+		Control: func(network, address string, c syscall.RawConn) error {
+			tried.add(address)
+			return sign(network, address, c)
+		},
+	}
+	// MPTCP sockets cannot carry TCP-MD5 keys (ENOPROTOOPT); even if the
+	// default changes, a keyless fallback is not acceptable.
+	d.SetMultipathTCP(false)
+	c, err := d.DialContext(ctx, network, net.JoinHostPort(o.Host, o.Port))
+	if err != nil {
+		return nil, classify(err, o, tried.list())
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("%s port %s: dial returned %T, not a TCP connection", o.Host, o.Port, c)
+	}
+	return tc, nil
+}
+
+// attempts records the addresses Dial tried; Happy Eyeballs calls Control
+// from two goroutines at once.
+type attempts struct {
+	mu    sync.Mutex
+	addrs []string
+}
+
+func (a *attempts) add(address string) {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		host = address
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !slices.Contains(a.addrs, host) {
+		a.addrs = append(a.addrs, host)
+	}
+}
+
+func (a *attempts) list() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.addrs)
+}
+
+// classify turns a dial error into one that tells the user what to check.
+func classify(err error, o Options, tried []string) error {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsTimeout {
+			return fmt.Errorf("%s port %s: resolving %s: no answer within %v", o.Host, o.Port, o.Host, o.Timeout)
+		}
+		return fmt.Errorf("%s port %s: resolving %s: %w", o.Host, o.Port, o.Host, dnsErr)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &RefusedError{Host: o.Host, Port: o.Port, Tried: tried, KeyName: o.KeyName}
+	case isTimeout(err):
+		return &NoAnswerError{Host: o.Host, Port: o.Port, Tried: tried, Timeout: o.Timeout, KeyName: o.KeyName}
+	case len(tried) == 0:
+		// Nothing was dialled: the error is about resolving or
+		// choosing an address (e.g. -6 for a host with only IPv4).
+		return fmt.Errorf("%s port %s: %w", o.Host, o.Port, unwrapOp(err))
+	}
+	return fmt.Errorf("%s port %s: connecting to %s: %w", o.Host, o.Port, strings.Join(tried, ", "), unwrapOp(err))
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// unwrapOp drops net.OpError's "dial tcp 1.2.3.4:22:" prefix, which repeats
+// what the caller's message already says.
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// NoAnswerError means no address answered before the deadline. With
+// TCP-MD5 that is what a key mismatch looks like: the server drops a SYN
+// whose signature it cannot verify without a word, and so does a NAT'd path
+// (the signature covers the addresses).
+type NoAnswerError struct {
+	Host, Port string
+	Tried      []string // addresses a SYN was sent to
+	Timeout    time.Duration
+	KeyName    string
+}
+
+func (e *NoAnswerError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s port %s: no answer", e.Host, e.Port)
+	if e.Timeout > 0 {
+		fmt.Fprintf(&b, " within %v", e.Timeout)
+	}
+	if len(e.Tried) > 0 {
+		fmt.Fprintf(&b, " from %s", strings.Join(e.Tried, ", "))
+	}
+	b.WriteString(signedWith(e.KeyName))
+	b.WriteString(". Likely causes: the server does not have this key or has another one;" +
+		" a NAT between you and the server rewrites addresses, which breaks TCP-MD5;" +
+		" the host is down or filtered;" +
+		" nothing listens on that port (its reset is unsigned, so it is dropped and looks the same).")
+	return b.String()
+}
+
+// RefusedError means the connection was refused. A plain reset from a
+// closed port is unsigned and the kernel drops it (the dial then times
+// out), so this takes a signed reset or an ICMP port-unreachable.
+type RefusedError struct {
+	Host, Port string
+	Tried      []string
+	KeyName    string
+}
+
+func (e *RefusedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s port %s: connection refused", e.Host, e.Port)
+	if len(e.Tried) > 0 {
+		fmt.Fprintf(&b, " by %s", strings.Join(e.Tried, ", "))
+	}
+	b.WriteString(signedWith(e.KeyName))
+	b.WriteString(". Nothing accepts connections on that port: the TCP-MD5 listener or sshd is not running, the port is wrong, or a firewall rejects it.")
+	return b.String()
+}
+
+func signedWith(keyName string) string {
+	if keyName == "" {
+		return ""
+	}
+	return " (signed with the key from " + keyName + ")"
+}
