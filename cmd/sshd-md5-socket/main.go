@@ -1,0 +1,100 @@
+// Command sshd-md5-socket puts RFC 2385 TCP-MD5 keys on sshd's listening
+// sockets and serves only connections that carry them. See -h.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sshmd5/sshmd5/internal/shim"
+)
+
+const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|listener]
+                       [--max-conns N] [-- COMMAND ARGS...]
+
+Put the TCP-MD5 (RFC 2385) keys of KEYRING's [peers] on sshd's listening
+sockets, so that only peers signing with their key can connect.
+
+Sockets come from systemd (LISTEN_FDS) if it passes any, else from -l.
+Each gets one key per [peers] prefix; a listener is refused if any peer
+family it takes (IPv4, IPv6, both for [::]) has no catch-all key.
+Connections queued before the keys were set are closed, never served.
+
+  -k KEYRING     keyring (default $CREDENTIALS_DIRECTORY/md5-keyring.toml
+                 under systemd, else /etc/ssh/md5-keyring.toml)
+  -l ADDR        listen on ADDR, e.g. -l [::]:22 (IPv4 and IPv6) or
+                 -l 0.0.0.0:22; repeatable; ignored under systemd
+  --mode inetd   (default) accept here and run COMMAND per connection with
+                 it as stdin/stdout (default COMMAND: /usr/sbin/sshd -i).
+                 Works with any OpenSSH; each connection's key is checked;
+                 SIGHUP rereads the keyring and rekeys the sockets, a bad
+                 keyring keeps the old keys; SIGTERM stops accepting and
+                 leaves sessions running.
+  --mode listener  key, then exec COMMAND (default /usr/sbin/sshd -D) with
+                 the sockets as LISTEN_FDS; needs an sshd that takes systemd
+                 sockets (Debian 12+, Ubuntu 22.10+). Never SIGHUP that
+                 sshd: it drops the keyed sockets and binds unkeyed ones.
+                 Restart instead.
+  --max-conns N  inetd mode: at most N concurrent connections (default 100);
+                 more are closed and logged
+  -h             show this help
+
+Exit status: 0 after SIGTERM, 1 on errors, 2 on usage errors.
+`
+
+func main() { os.Exit(Main()) }
+
+// Main is the command, returning its exit status (testscript calls it).
+func Main() int {
+	return run(os.Args[1:], os.Stderr)
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return fmt.Sprint(*l) }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func run(args []string, stderr *os.File) int {
+	var cfg shim.Config
+	fs := flag.NewFlagSet("sshd-md5-socket", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.Keyring, "k", "", "")
+	fs.Var((*listFlag)(&cfg.Listen), "l", "")
+	fs.StringVar(&cfg.Mode, "mode", shim.ModeInetd, "")
+	fs.IntVar(&cfg.MaxConns, "max-conns", shim.DefaultMaxConns, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "sshd-md5-socket: %v\n%s", err, usage)
+		return 2
+	}
+	if cfg.MaxConns < 1 {
+		fmt.Fprintf(stderr, "sshd-md5-socket: --max-conns %d: must be at least 1\n%s", cfg.MaxConns, usage)
+		return 2
+	}
+	cfg.Command = fs.Args()
+	cfg.Stderr = stderr
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := shim.Run(ctx, cfg)
+	var ue shim.UsageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "sshd-md5-socket: %v\n%s", err, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "sshd-md5-socket: %v\n", err)
+		return 1
+	}
+}

@@ -1,0 +1,368 @@
+package shim_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/testnet"
+)
+
+// proxyEnv makes the test binary act as a signing ssh ProxyCommand
+// ("BIN HOST PORT"): the real ssh-md5-proxy is someone else's, and this
+// keeps the shim's tests independent of it. The key comes from a file
+// named in the environment, never from argv.
+const proxyEnv = "SHIM_TEST_PROXY_KEY"
+
+func TestMain(m *testing.M) {
+	if kf := os.Getenv(proxyEnv); kf != "" && len(os.Args) == 3 {
+		os.Exit(proxy(kf, os.Args[1], os.Args[2]))
+	}
+	os.Exit(m.Run())
+}
+
+func proxy(keyFile, host, port string) int {
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test proxy:", err)
+		return 1
+	}
+	d := net.Dialer{Timeout: 5 * time.Second, Control: md5.DialControl(key)}
+	c, err := d.Dial("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test proxy:", err)
+		return 1
+	}
+	go func() {
+		io.Copy(c, os.Stdin)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	io.Copy(os.Stdout, c)
+	return 0
+}
+
+// env is one test's pair of namespaces with sshd set up.
+type env struct {
+	t              *testing.T
+	server, client *testnet.NS
+	link           *testnet.Link
+	sshd           *testnet.SSHD
+	shim           string
+	dir            string
+	secrets        [][]byte // every secret written, to check logs for leaks
+}
+
+func newEnv(t *testing.T, sshdExtra ...string) *env {
+	t.Helper()
+	testnet.RequireRoot(t)
+	e := &env{t: t, dir: t.TempDir()}
+	e.server = testnet.NewNS(t, "srv")
+	e.client = testnet.NewNS(t, "cli")
+	e.link = testnet.Connect(t, e.server, e.client)
+	e.sshd = testnet.NewSSHD(t, sshdExtra...)
+	e.shim = testnet.BuildBinary(t, "cmd/sshd-md5-socket")
+	return e
+}
+
+// secret returns a fresh random key; tests compare keys, never print them.
+func (e *env) secret() []byte {
+	b := make([]byte, 16)
+	rand.Read(b)
+	s := []byte("SECRET-" + hex.EncodeToString(b))
+	e.secrets = append(e.secrets, s)
+	return s
+}
+
+// keyFile writes secret into a 0600 file for the test proxy.
+func (e *env) keyFile(secret []byte) string {
+	f, err := os.CreateTemp(e.dir, "key")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	f.Write(secret)
+	f.Close()
+	return f.Name()
+}
+
+// writeKeyring (re)writes the keyring atomically, as an operator's editor
+// or config management would, with inline keys.
+func (e *env) writeKeyring(path string, peers map[string][]byte) {
+	e.t.Helper()
+	var b strings.Builder
+	names := make([]string, 0, len(peers))
+	for p := range peers {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	for _, p := range names {
+		fmt.Fprintf(&b, "[peers.%q]\nkey = %q\n", p, peers[p])
+	}
+	e.writeFile(path, b.String())
+}
+
+func (e *env) writeFile(path, text string) {
+	e.t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// proc is a running shim (or what it exec'd) with its stderr collected.
+type proc struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	out bytes.Buffer
+	// done is closed when the process has exited, with its status in err.
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// start runs name args in the server namespace, in a process group of its
+// own so that cleanup also reaches the sshd children it leaves behind.
+func (e *env) start(extra []*os.File, name string, args ...string) *proc {
+	e.t.Helper()
+	p := &proc{t: e.t, cmd: e.server.Cmd(name, args...)}
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.ExtraFiles = extra
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// sshd children keep the stderr pipe open after the shim exits; Wait
+	// then reports exec.ErrWaitDelay for a shim that exited 0.
+	p.cmd.WaitDelay = 500 * time.Millisecond
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatalf("start %s: %v", name, err)
+	}
+	p.done = make(chan struct{})
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	e.t.Cleanup(func() {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		out := p.log()
+		for _, s := range e.secrets {
+			if bytes.Contains([]byte(out), s) {
+				e.t.Errorf("a secret appears in the output of %s", name)
+			}
+		}
+		if e.t.Failed() {
+			e.t.Logf("output of %s:\n%s", filepath.Base(name), out)
+		}
+	})
+	return p
+}
+
+// waitLog waits until the output matches re.
+func (p *proc) waitLog(re string, timeout time.Duration) {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(timeout)
+	for !rx.MatchString(p.log()) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("no log line matching %q after %v", re, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dial connects from the client namespace, signed with secret (nil: unsigned).
+func (e *env) dial(addr string, secret []byte, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := e.client.Do(func() error {
+		d := net.Dialer{Timeout: timeout}
+		if secret != nil {
+			d.Control = md5.DialControl(secret)
+		}
+		var err error
+		c, err = d.Dial("tcp", addr)
+		return err
+	})
+	return c, err
+}
+
+// banner reads the first line sshd sends.
+func banner(c net.Conn) (string, error) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	l, err := bufio.NewReader(c).ReadString('\n')
+	c.SetReadDeadline(time.Time{})
+	return l, err
+}
+
+// ssh logs in from the client namespace through the signing test proxy
+// and runs command; it returns the combined output.
+func (e *env) ssh(host netip.Addr, port int, keyFile string, command ...string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	args := append(e.sshd.SSHArgs(), "-o", "ProxyCommand="+self+" %h %p", "-p", strconv.Itoa(port), "root@"+host.String())
+	cmd := e.client.Cmd("ssh", append(args, command...)...)
+	cmd.Env = append(os.Environ(), proxyEnv+"="+keyFile)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// listenerKeys reads back, through the kernel, the keys on every listening
+// socket of process pid: local address -> prefix -> secret. It takes a
+// copy of each socket with pidfd_getfd; the secrets are only compared.
+func (e *env) listenerKeys(pid int) map[string]map[string]md5.Secret {
+	e.t.Helper()
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		e.t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	defer unix.Close(pfd)
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res := map[string]map[string]md5.Secret{}
+	for _, ent := range ents {
+		n, _ := strconv.Atoi(ent.Name())
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, n))
+		if !strings.HasPrefix(link, "socket:") {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pfd, n, 0)
+		if err != nil {
+			continue
+		}
+		acc, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		sock, ierr := md5.Inspect(fd)
+		if acc != 1 || ierr != nil {
+			unix.Close(fd)
+			continue
+		}
+		var keys []md5.Key
+		err = e.server.Do(func() error {
+			var err error
+			keys, err = sock.Keys()
+			return err
+		})
+		sa, _ := unix.Getsockname(fd)
+		unix.Close(fd)
+		if err != nil {
+			e.t.Fatalf("reading keys of fd %d of pid %d: %v", n, pid, err)
+		}
+		m := map[string]md5.Secret{}
+		for _, k := range keys {
+			m[k.Prefix.String()] = k.Secret
+		}
+		res[sockaddrString(sa)] = m
+	}
+	return res
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return "?"
+}
+
+// checkKeys fails unless the listener at addr carries exactly want.
+func (e *env) checkKeys(pid int, addr string, want map[string][]byte) {
+	e.t.Helper()
+	all := e.listenerKeys(pid)
+	got, ok := all[addr]
+	if !ok {
+		names := []string{}
+		for a := range all {
+			names = append(names, a)
+		}
+		e.t.Fatalf("pid %d has no listener on %s (has %v)", pid, addr, names)
+	}
+	var gotP, wantP []string
+	for p := range got {
+		gotP = append(gotP, p)
+	}
+	for p := range want {
+		wantP = append(wantP, p)
+	}
+	sort.Strings(gotP)
+	sort.Strings(wantP)
+	if strings.Join(gotP, " ") != strings.Join(wantP, " ") {
+		e.t.Fatalf("listener %s carries keys for %v, want %v", addr, gotP, wantP)
+	}
+	for p, s := range want {
+		if !got[p].Equal(s) {
+			e.t.Fatalf("listener %s: the key for %s is not the keyring's", addr, p)
+		}
+	}
+}
+
+// expectNoAnswer checks that a dial signed with secret (nil: unsigned)
+// gets no SYN-ACK and that the server's drop counters moved.
+func (e *env) expectNoAnswer(addr string, secret []byte) {
+	e.t.Helper()
+	before := e.server.MD5Counters(e.t)
+	c, err := e.dial(addr, secret, 2*time.Second)
+	if err == nil {
+		c.Close()
+		e.t.Fatalf("dial %s (signed=%v) connected; want no answer", addr, secret != nil)
+	}
+	if !isTimeout(err) {
+		e.t.Fatalf("dial %s: %v; want a timeout (dropped SYNs)", addr, err)
+	}
+	d := e.server.MD5Counters(e.t).Sub(before)
+	if secret == nil && d.NotFound == 0 {
+		e.t.Fatalf("unsigned dial: TCPMD5NotFound did not move (%+v)", d)
+	}
+	if secret != nil && d.Failure == 0 {
+		e.t.Fatalf("wrong-key dial: TCPMD5Failure did not move (%+v)", d)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// expectClosed checks that sshd never speaks on c: the shim closed it.
+func expectClosed(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if len(b) > 0 {
+		t.Fatalf("the queued unsigned connection received %q; want EOF or reset", b)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the queued unsigned connection stayed open")
+	}
+}

@@ -1,0 +1,157 @@
+package shim_test
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// session is a live ssh login that echoes lines back, to show that a
+// reload leaves established sessions alone.
+type session struct {
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func (e *env) openSession(addr string, keyFile string) *session {
+	e.t.Helper()
+	self, _ := os.Executable()
+	host, p, _ := net.SplitHostPort(addr)
+	args := append(e.sshd.SSHArgs(), "-o", "ProxyCommand="+self+" %h %p", "-p", p, "root@"+host,
+		`while read l; do echo "got $l"; done`)
+	cmd := e.client.Cmd("ssh", args...)
+	cmd.Env = append(os.Environ(), proxyEnv+"="+keyFile)
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s := &session{in: in, out: bufio.NewReader(out)}
+	s.check(e.t, "hello")
+	return s
+}
+
+func (s *session) check(t *testing.T, word string) {
+	t.Helper()
+	done := make(chan string, 1)
+	go func() {
+		io.WriteString(s.in, word+"\n")
+		l, _ := s.out.ReadString('\n')
+		done <- l
+	}()
+	select {
+	case l := <-done:
+		if strings.TrimSpace(l) != "got "+word {
+			t.Fatalf("ssh session answered %q to %q; the session is gone", l, word)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("ssh session did not answer %q", word)
+	}
+}
+
+// SIGHUP in inetd mode: added, removed and changed prefixes reach the
+// listener exactly; a broken keyring keeps the old keys; an established
+// session survives every step.
+func TestReload(t *testing.T) {
+	e := newEnv(t)
+	k1, k2, kc := e.secret(), e.secret(), e.secret()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	addr := hostPort(e.link.AddrA4, port)
+	clientNet := e.link.AddrB4.String() + "/32"
+	peers := map[string][]byte{"0.0.0.0/0": k1}
+	e.writeKeyring(kr, peers)
+	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
+	p.waitLog(`serving`, 10*time.Second)
+	pid := p.cmd.Process.Pid
+	e.checkKeys(pid, addr, peers)
+	sess := e.openSession(addr, e.keyFile(k1))
+
+	reloads := 0
+	hup := func(wantLog string) {
+		t.Helper()
+		reloads++
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		p.waitLog(`(?s)(reload: .*){`+strconv.Itoa(reloads)+`}`, 5*time.Second)
+		p.waitLog(wantLog, 5*time.Second)
+	}
+
+	// Add a prefix.
+	peers = map[string][]byte{"0.0.0.0/0": k1, clientNet: kc}
+	e.writeKeyring(kr, peers)
+	hup(`reload: 2 key\(s\) from .* in force`)
+	e.checkKeys(pid, addr, peers)
+	sess.check(t, "after-add")
+	if out, err := e.ssh(e.link.AddrA4, port, e.keyFile(kc), "echo", "login-ok"); err != nil || !strings.Contains(out, "login-ok") {
+		t.Fatalf("login with the added /32 key: %v: %s", err, out)
+	}
+
+	// Change a key.
+	peers = map[string][]byte{"0.0.0.0/0": k2, clientNet: kc}
+	e.writeKeyring(kr, peers)
+	hup(`reload: .*: 0 added, 1 replaced, 0 deleted`)
+	e.checkKeys(pid, addr, peers)
+	sess.check(t, "after-change")
+
+	// Remove a prefix.
+	peers = map[string][]byte{"0.0.0.0/0": k2}
+	e.writeKeyring(kr, peers)
+	hup(`reload: .*: 0 added, 0 replaced, 1 deleted`)
+	e.checkKeys(pid, addr, peers)
+	sess.check(t, "after-remove")
+	if out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k2), "echo", "login-ok"); err != nil || !strings.Contains(out, "login-ok") {
+		t.Fatalf("login with the changed 0/0 key: %v: %s", err, out)
+	}
+
+	// Broken keyring: a parse error keeps the old keys.
+	e.writeFile(kr, "[peers.\"0.0.0.0/0\"\nkey = \"SECRET-broken\"\n")
+	hup(`reload: keyring .*; keeping the previous keys`)
+	e.checkKeys(pid, addr, peers)
+	sess.check(t, "after-broken")
+
+	// A key set that leaves IPv4 uncovered keeps the old keys too.
+	e.writeKeyring(kr, map[string][]byte{clientNet: kc, "::/0": k1})
+	hup(`reload: .*no key covers 0.0.0.0/0.*; keeping the previous keys`)
+	e.checkKeys(pid, addr, peers)
+	sess.check(t, "after-uncovered")
+	if strings.Contains(p.log(), "SECRET-broken") {
+		t.Fatal("the broken keyring's key appears in the log")
+	}
+}
+
+// SIGTERM stops accepting and exits 0; the running session is left alone.
+func TestSIGTERM(t *testing.T) {
+	e := newEnv(t)
+	k := e.secret()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	addr := hostPort(e.link.AddrA4, port)
+	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
+	p.waitLog(`serving`, 10*time.Second)
+	sess := e.openSession(addr, e.keyFile(k))
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shim did not exit on SIGTERM")
+	}
+	if p.err != nil && !errors.Is(p.err, exec.ErrWaitDelay) {
+		t.Fatalf("the shim exited with %v after SIGTERM, want status 0", p.err)
+	}
+	p.waitLog(`stopped accepting after 1 connection\(s\); 1 session\(s\) left running`, time.Second)
+	sess.check(t, "after-sigterm")
+	if c, err := e.dial(addr, k, 2*time.Second); err == nil {
+		c.Close()
+		t.Fatal("a signed dial connected after SIGTERM; the listener should be closed")
+	}
+}

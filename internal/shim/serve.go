@@ -1,0 +1,214 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/sshmd5/sshmd5/internal/md5"
+)
+
+// inetd holds the counters and limits of inetd mode.
+type inetd struct {
+	*server
+	mu       sync.Mutex // guards keys/peers against a reload
+	active   atomic.Int64
+	served   atomic.Int64
+	slots    chan struct{}
+	children sync.WaitGroup
+}
+
+func (s *server) serveInetd(ctx context.Context) error {
+	d := &inetd{server: s, slots: make(chan struct{}, s.cfg.MaxConns)}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range s.lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.acceptLoop(ctx, l)
+		}()
+	}
+	d.notify(daemon.SdNotifyReady)
+	s.log.Printf("serving %s in inetd mode, at most %d at a time", s.cfg.Command[0], s.cfg.MaxConns)
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-hup:
+			d.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec())
+			d.reload()
+			d.notify(daemon.SdNotifyReady)
+		case <-tick.C:
+			d.notify("")
+		case <-ctx.Done():
+			d.notify(daemon.SdNotifyStopping)
+			// Closing the listeners stops accepting; the children are
+			// running sessions and are left alone (systemd's
+			// KillMode=process does the same).
+			for _, l := range s.lns {
+				l.ln.Close()
+			}
+			wg.Wait()
+			s.log.Printf("stopped accepting after %d connection(s); %d session(s) left running", d.served.Load(), d.active.Load())
+			return nil
+		}
+	}
+}
+
+// notify sends state to systemd with a fresh STATUS= line; without
+// NOTIFY_SOCKET it does nothing.
+func (d *inetd) notify(state string) {
+	d.mu.Lock()
+	nkeys := len(d.keys)
+	d.mu.Unlock()
+	status := fmt.Sprintf("STATUS=%d listener(s), %d key(s), %d connection(s) served, %d active",
+		len(d.lns), nkeys, d.served.Load(), d.active.Load())
+	if c, err := md5.ReadCounters(); err == nil {
+		status += fmt.Sprintf(", MD5 drops: %d unsigned, %d bad signature", c.NotFound, c.Failure)
+	}
+	msg := status
+	if state != "" {
+		msg = state + "\n" + status
+	}
+	if _, err := daemon.SdNotify(false, msg); err != nil {
+		d.log.Printf("sd_notify: %v", err)
+	}
+}
+
+// acceptLoop serves l until it is closed. Accept errors other than that
+// (EMFILE, ...) are transient: stopping would take sshd off the net.
+func (d *inetd) acceptLoop(ctx context.Context, l *listener) {
+	var delay time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of fds (EMFILE) or similar: back off rather than
+			// spin, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			d.log.Printf("%s: accept: %v; retrying in %v", l.name, err, delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		d.handle(c.(*net.TCPConn))
+	}
+}
+
+// handle checks one accepted connection and starts a child for it.
+func (d *inetd) handle(c *net.TCPConn) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return
+	}
+	fd := rawFD(rc)
+	peer, who := peerOf(fd)
+	keyed, err := connKeyed(fd)
+	if err != nil {
+		d.log.Printf("closed connection from %s: cannot check its TCP-MD5 key: %v", who, err)
+		c.Close()
+		return
+	}
+	if !keyed {
+		d.log.Printf("closed unsigned connection from %s queued before the keys were set", who)
+		c.Close()
+		return
+	}
+	select {
+	case d.slots <- struct{}{}:
+	default:
+		d.log.Printf("closed connection from %s: --max-conns %d reached", who, d.cfg.MaxConns)
+		c.Close()
+		return
+	}
+	d.mu.Lock()
+	match := d.matched(peer.Addr())
+	d.mu.Unlock()
+	// File dups the socket without close-on-exec only in the child (as
+	// stdin/stdout); every other fd of ours, listeners included, is
+	// close-on-exec.
+	f, err := c.File()
+	c.Close()
+	if err != nil {
+		<-d.slots
+		d.log.Printf("closed connection from %s: %v", who, err)
+		return
+	}
+	cmd := exec.Command(d.cfg.Command[0], d.cfg.Command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, d.cfg.Stderr
+	err = cmd.Start()
+	f.Close()
+	if err != nil {
+		<-d.slots
+		d.log.Printf("closed connection from %s: starting %s: %v", who, d.cfg.Command[0], err)
+		return
+	}
+	d.served.Add(1)
+	d.active.Add(1)
+	d.log.Printf("connection from %s (peers %s) -> %s pid %d", who, match, baseName(d.cfg.Command[0]), cmd.Process.Pid)
+	d.children.Add(1)
+	go func() {
+		defer d.children.Done()
+		_ = cmd.Wait() // reaps; sshd logs its own outcome to stderr
+		d.active.Add(-1)
+		<-d.slots
+	}()
+}
+
+// reload rereads the keyring and applies the difference to every
+// listener. Nothing changes unless the whole new key set is valid and
+// covers every listener; a kernel error part way puts the old keys back.
+func (d *inetd) reload() {
+	kr, keys, err := loadKeys(d.cfg.Keyring)
+	if err != nil {
+		d.log.Printf("reload: %v; keeping the previous keys", err)
+		return
+	}
+	for _, l := range d.lns {
+		if _, unc := l.sock.Cover(keys); len(unc) > 0 {
+			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, md5.UncoveredError{Socket: l.sock, Missing: unc})
+			return
+		}
+	}
+	d.mu.Lock()
+	old := d.keys
+	d.mu.Unlock()
+	for i, l := range d.lns {
+		diff, err := l.sock.Reconcile(keys)
+		if err != nil {
+			d.log.Printf("reload: %s: %v; keeping the previous keys", l.name, err)
+			// Reconcile restored this socket; put the ones done before
+			// it back too, so all listeners agree.
+			for _, p := range d.lns[:i] {
+				if _, rerr := p.sock.Reconcile(old); rerr != nil {
+					d.log.Printf("reload: %s: restoring the previous keys: %v", p.name, rerr)
+				}
+			}
+			return
+		}
+		d.log.Printf("reload: %s: %s", l.name, diff)
+	}
+	d.mu.Lock()
+	d.keys, d.peers = keys, kr.Peers
+	d.mu.Unlock()
+	d.log.Printf("reload: %d key(s) from %s in force", len(keys), d.cfg.Keyring)
+}
