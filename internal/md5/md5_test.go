@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"syscall"
@@ -487,5 +488,31 @@ func TestReadBackLimit(t *testing.T) {
 		if err == nil && len(keys) != c.n {
 			t.Fatalf("%d keys: read back %d", c.n, len(keys))
 		}
+	}
+}
+
+// TestKeysNotPermitted runs itself again without CAP_NET_ADMIN: the kernel
+// then hides keys, and Keys must say so rather than report none.
+func TestKeysNotPermitted(t *testing.T) {
+	if os.Getenv("MD5_TEST_NO_NET_ADMIN") == "1" {
+		// No traffic flows, so the host's loopback will do: without
+		// CAP_NET_ADMIN a new namespace could not bring lo up.
+		_, s := listen(t, "127.0.0.1:0", key("0.0.0.0/0", "k"))
+		if _, err := s.Keys(); !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), "CAP_NET_ADMIN") {
+			t.Fatalf("Keys without CAP_NET_ADMIN: %v", err)
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to drop a capability from the bounding set")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is needed to drop CAP_NET_ADMIN: %v", err)
+	}
+	cmd := exec.Command(setpriv, "--bounding-set", "-net_admin", os.Args[0], "-test.run", "^TestKeysNotPermitted$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "MD5_TEST_NO_NET_ADMIN=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child without CAP_NET_ADMIN: %v\n%s", err, out)
 	}
 }
