@@ -27,39 +27,6 @@ import (
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
-// proxyEnv makes the test binary act as a signing ssh ProxyCommand
-// ("BIN HOST PORT"): the real ssh-md5-proxy is someone else's, and this
-// keeps the shim's tests independent of it. The key comes from a file
-// named in the environment, never from argv.
-const proxyEnv = "SHIM_TEST_PROXY_KEY"
-
-func TestMain(m *testing.M) {
-	if kf := os.Getenv(proxyEnv); kf != "" && len(os.Args) == 3 {
-		os.Exit(proxy(kf, os.Args[1], os.Args[2]))
-	}
-	os.Exit(m.Run())
-}
-
-func proxy(keyFile, host, port string) int {
-	key, err := os.ReadFile(keyFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test proxy:", err)
-		return 1
-	}
-	d := net.Dialer{Timeout: 5 * time.Second, Control: md5.DialControl(key)}
-	c, err := d.Dial("tcp", net.JoinHostPort(host, port))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test proxy:", err)
-		return 1
-	}
-	go func() {
-		io.Copy(c, os.Stdin)
-		c.(*net.TCPConn).CloseWrite()
-	}()
-	io.Copy(os.Stdout, c)
-	return 0
-}
-
 // env is one test's pair of namespaces with sshd set up.
 type env struct {
 	t              *testing.T
@@ -67,6 +34,7 @@ type env struct {
 	link           *testnet.Link
 	sshd           *testnet.SSHD
 	shim           string
+	proxy          string // ssh-md5-proxy, the client side of every login
 	dir            string
 	secrets        [][]byte // every secret written, to check logs for leaks
 }
@@ -80,6 +48,7 @@ func newEnv(t *testing.T, sshdExtra ...string) *env {
 	e.link = testnet.Connect(t, e.server, e.client)
 	e.sshd = testnet.NewSSHD(t, sshdExtra...)
 	e.shim = testnet.BuildBinary(t, "cmd/sshd-md5-socket")
+	e.proxy = testnet.BuildBinary(t, "cmd/ssh-md5-proxy")
 	return e
 }
 
@@ -92,7 +61,8 @@ func (e *env) secret() []byte {
 	return s
 }
 
-// keyFile writes secret into a 0600 file for the test proxy.
+// keyFile writes secret into a 0600 key file and returns a client keyring
+// that signs for every host with it, for ssh-md5-proxy -k.
 func (e *env) keyFile(secret []byte) string {
 	f, err := os.CreateTemp(e.dir, "key")
 	if err != nil {
@@ -100,7 +70,17 @@ func (e *env) keyFile(secret []byte) string {
 	}
 	f.Write(secret)
 	f.Close()
-	return f.Name()
+	kr := f.Name() + ".toml"
+	if err := os.WriteFile(kr, fmt.Appendf(nil, "[hosts.\"*\"]\nkey_file = %q\n", f.Name()), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return kr
+}
+
+// proxyCommand is the ssh option that signs through ssh-md5-proxy with the
+// client keyring from keyFile.
+func (e *env) proxyCommand(keyring string) string {
+	return "ProxyCommand=" + e.proxy + " -k " + keyring + " %h %p"
 }
 
 // writeKeyring (re)writes the keyring atomically, as an operator's editor
@@ -221,16 +201,11 @@ func banner(c net.Conn) (string, error) {
 	return l, err
 }
 
-// ssh logs in from the client namespace through the signing test proxy
+// ssh logs in from the client namespace through ssh-md5-proxy
 // and runs command; it returns the combined output.
-func (e *env) ssh(host netip.Addr, port int, keyFile string, command ...string) (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	args := append(e.sshd.SSHArgs(), "-o", "ProxyCommand="+self+" %h %p", "-p", strconv.Itoa(port), "root@"+host.String())
+func (e *env) ssh(host netip.Addr, port int, keyring string, command ...string) (string, error) {
+	args := append(e.sshd.SSHArgs(), "-o", e.proxyCommand(keyring), "-p", strconv.Itoa(port), "root@"+host.String())
 	cmd := e.client.Cmd("ssh", append(args, command...)...)
-	cmd.Env = append(os.Environ(), proxyEnv+"="+keyFile)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

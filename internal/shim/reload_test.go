@@ -22,14 +22,12 @@ type session struct {
 	out *bufio.Reader
 }
 
-func (e *env) openSession(addr string, keyFile string) *session {
+func (e *env) openSession(addr string, keyring string) *session {
 	e.t.Helper()
-	self, _ := os.Executable()
 	host, p, _ := net.SplitHostPort(addr)
-	args := append(e.sshd.SSHArgs(), "-o", "ProxyCommand="+self+" %h %p", "-p", p, "root@"+host,
+	args := append(e.sshd.SSHArgs(), "-o", e.proxyCommand(keyring), "-p", p, "root@"+host,
 		`while read l; do echo "got $l"; done`)
 	cmd := e.client.Cmd("ssh", args...)
-	cmd.Env = append(os.Environ(), proxyEnv+"="+keyFile)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr

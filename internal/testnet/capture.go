@@ -21,25 +21,25 @@ type Capture struct {
 	ns      *NS
 	file    string
 	cmd     *exec.Cmd
-	stderr  *lockedBuffer
+	stderr  *LockedBuffer
 	done    chan error // result of cmd.Wait
 	stopped bool
 }
 
-// lockedBuffer collects tcpdump's stderr, written by the exec copier
-// goroutine and read by StartCapture's wait loop.
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer safe to fill from exec's copier goroutine
+// while a test reads it (tcpdump's stderr, a container's console).
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -56,7 +56,7 @@ func (ns *NS) StartCapture(t testing.TB, iface string, port int) *Capture {
 	c := &Capture{
 		ns:     ns,
 		file:   filepath.Join(t.TempDir(), "capture.pcap"),
-		stderr: &lockedBuffer{},
+		stderr: &LockedBuffer{},
 		done:   make(chan error, 1),
 	}
 	// -Z root: Debian's tcpdump otherwise drops to user tcpdump and cannot

@@ -23,12 +23,10 @@ package systemd_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -47,14 +45,7 @@ import (
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
-// proxyEnv switches the test binary into a minimal TCP-MD5 ProxyCommand
-// (see runProxy), used while cmd/ssh-md5-proxy does not exist.
-const proxyEnv = "SMD_SYSTEMD_TEST_PROXY_KEY"
-
 func TestMain(m *testing.M) {
-	if keyFile := os.Getenv(proxyEnv); keyFile != "" {
-		os.Exit(runProxy(keyFile, os.Args[1:]))
-	}
 	code := m.Run()
 	rootfsMu.Lock()
 	if rootfsBuilt != "" {
@@ -62,35 +53,6 @@ func TestMain(m *testing.M) {
 	}
 	rootfsMu.Unlock()
 	os.Exit(code)
-}
-
-// runProxy is a ProxyCommand: "TESTBINARY HOST PORT" with the secret in the
-// file named by $SMD_SYSTEMD_TEST_PROXY_KEY (less one trailing newline, as
-// the keyring reads key_file). It dials HOST:PORT signed and relays
-// stdin/stdout.
-func runProxy(keyFile string, args []string) int {
-	if len(args) != 2 {
-		fmt.Fprintln(os.Stderr, "test proxy: usage: HOST PORT")
-		return 2
-	}
-	b, err := os.ReadFile(keyFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test proxy:", err)
-		return 1
-	}
-	secret := md5.Secret(bytes.TrimSuffix(b, []byte("\n")))
-	d := net.Dialer{Timeout: 10 * time.Second, Control: md5.DialControl(secret)}
-	c, err := d.Dial("tcp", net.JoinHostPort(args[0], args[1]))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test proxy:", err)
-		return 1
-	}
-	go func() {
-		io.Copy(c, os.Stdin)
-		c.(*net.TCPConn).CloseWrite()
-	}()
-	io.Copy(os.Stdout, c)
-	return 0
 }
 
 var (
@@ -320,24 +282,6 @@ func (c *container) must(t *testing.T, args ...string) string {
 	return out
 }
 
-// lockedBuffer collects the console output written by exec's copier.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // overlay mounts an overlay of lower with its upper layer in a temp dir and
 // returns the merged directory; unmounted at cleanup.
 func overlay(t *testing.T, lower string) string {
@@ -408,7 +352,7 @@ func newSecret(t *testing.T) string {
 // waits until the container's systemd has finished booting.
 func boot(t *testing.T, root string, ns *testnet.NS) *container {
 	t.Helper()
-	console := &lockedBuffer{}
+	console := &testnet.LockedBuffer{}
 	cmd := exec.Command("systemd-nspawn", "-D", root, "-b",
 		"--register=no", "--keep-unit", "--console=read-only",
 		"--network-namespace-path=/run/netns/"+ns.Name,
@@ -554,7 +498,6 @@ type client struct {
 	knownHosts string
 	keyFile    string // the secret, as a key file
 	proxy      string // ProxyCommand
-	proxyEnv   []string
 }
 
 func (c *client) sshArgs() []string {
@@ -580,7 +523,6 @@ func (c *client) sshCmd(ctx context.Context, addr netip.Addr, command string) *e
 	args := append([]string{"netns", "exec", c.ns.Name, "ssh"}, c.sshArgs()...)
 	args = append(args, "root@"+addr.String(), command)
 	cmd := exec.CommandContext(ctx, "ip", args...)
-	cmd.Env = append(os.Environ(), c.proxyEnv...)
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
@@ -638,37 +580,19 @@ func (c *client) mustBeIgnored(t *testing.T, addr netip.Addr, secret md5.Secret,
 	}
 }
 
-// setupProxy picks the ProxyCommand: the project's ssh-md5-proxy with a
-// client keyring once it exists, else this test binary's runProxy.
+// setupProxy makes the client sign with the project's ssh-md5-proxy and a
+// client keyring naming the server's addresses.
 func (c *client) setupProxy(addrs ...netip.Addr) {
 	t := c.t
 	t.Helper()
-	srcs, _ := filepath.Glob("../../cmd/ssh-md5-proxy/*.go")
-	var hasMain bool
-	for _, s := range srcs {
-		if !strings.HasSuffix(s, "_test.go") {
-			hasMain = true
-		}
+	bin := testnet.BuildBinary(t, "cmd/ssh-md5-proxy")
+	var kr strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&kr, "[hosts.%q]\nkey_file = %q\n", a.String(), c.keyFile)
 	}
-	if hasMain {
-		bin := testnet.BuildBinary(t, "cmd/ssh-md5-proxy")
-		var kr strings.Builder
-		for _, a := range addrs {
-			fmt.Fprintf(&kr, "[hosts.%q]\nkey_file = %q\n", a.String(), c.keyFile)
-		}
-		keyring := filepath.Join(c.dir, "md5-keyring.toml")
-		writeFile(t, keyring, kr.String(), 0o600)
-		c.proxy = bin + " -k " + keyring + " %h %p"
-		t.Logf("ProxyCommand: ssh-md5-proxy")
-		return
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.proxy = self + " %h %p"
-	c.proxyEnv = []string{proxyEnv + "=" + c.keyFile}
-	t.Logf("ProxyCommand: cmd/ssh-md5-proxy does not exist yet; signing with the test binary's own proxy (md5.DialControl)")
+	keyring := filepath.Join(c.dir, "md5-keyring.toml")
+	writeFile(t, keyring, kr.String(), 0o600)
+	c.proxy = bin + " -k " + keyring + " %h %p"
 }
 
 // TestBootInetdAndListener boots Debian's systemd with sshd-md5.socket and
@@ -827,7 +751,7 @@ func TestBootInetdAndListener(t *testing.T) {
 		t1 := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		out := &lockedBuffer{}
+		out := &testnet.LockedBuffer{}
 		sess := cl.sshCmd(ctx, v4, "echo started; sleep 3; echo survived")
 		sess.Stdout, sess.Stderr = out, out
 		if err := sess.Start(); err != nil {
