@@ -20,9 +20,16 @@ import (
 )
 
 const usage = `Usage: ssh-md5-proxy [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-4|-6] [--fdpass] HOST PORT
+       ssh-md5-proxy --has-key [-k KEYRING] ALIAS
+       ssh-md5-proxy keygen -o FILE [-n ALIAS]
+       ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-u TIMEOUT] [--json] HOST [PORT]
 
 Connect to HOST port PORT signing every segment with TCP-MD5 (RFC 2385),
 for use as an OpenSSH ProxyCommand. It never connects unsigned.
+--has-key exits 0 if the keyring has a key for ALIAS, 1 if not, silently.
+keygen writes a new random key to FILE (mode 0600, never overwritten) and
+prints the keyring entries for both sides. probe checks a server: a signed
+connection gets its SSH host key, an unsigned one no answer (see "probe -h").
 
 Options:
     -k KEYRING    Keyring file with the [hosts] keys. Default: $SSH_MD5_KEYRING,
@@ -33,18 +40,20 @@ Options:
     -4, -6        Use only IPv4 or only IPv6 addresses.
     --fdpass      Pass the connected socket to ssh and exit
                   (needs ProxyUseFdpass yes).
+    -o FILE       keygen: the new key file.
     -h            Print this help.
 
-Example ~/.ssh/config:
+Example ~/.ssh/config, per host or for every host with a key:
 
     Host bastion
         HostName bastion.example.net
         ProxyCommand ssh-md5-proxy -n %n %h %p
-        # or, with no process left behind:
-        # ProxyCommand ssh-md5-proxy --fdpass -n %n %h %p
-        # ProxyUseFdpass yes
+    Match exec "ssh-md5-proxy --has-key %n"
+        ProxyCommand ssh-md5-proxy --fdpass -n %n %h %p
+        ProxyUseFdpass yes
 
-Exit status: 0 on success, 2 on a usage error, 255 on any other error.
+Exit status: 0 on success, 2 on a usage error, 255 on any other error
+(--has-key: 0 key found, 1 none, 255 keyring error).
 `
 
 func main() { os.Exit(Main()) }
@@ -60,11 +69,19 @@ func errorf(stderr io.Writer, format string, args ...any) {
 
 // run is Main with its inputs explicit.
 func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "keygen":
+			return runKeygen(args[1:], stdout, stderr)
+		case "probe":
+			return runProbe(args[1:], stdout, stderr)
+		}
+	}
 	flags := flag.NewFlagSet("ssh-md5-proxy", flag.ContinueOnError)
 	flags.SetOutput(io.Discard) // we print our own usage, once
 	var (
 		keyringPath, alias, timeoutStr string
-		only4, only6, fdpass           bool
+		only4, only6, fdpass, hasKey   bool
 	)
 	flags.StringVar(&keyringPath, "k", "", "")
 	flags.StringVar(&alias, "n", "", "")
@@ -72,6 +89,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	flags.BoolVar(&only4, "4", false, "")
 	flags.BoolVar(&only6, "6", false, "")
 	flags.BoolVar(&fdpass, "fdpass", false, "")
+	flags.BoolVar(&hasKey, "has-key", false, "")
 	usageErr := func(format string, a ...any) int {
 		errorf(stderr, format, a...)
 		io.WriteString(stderr, "\n"+usage)
@@ -83,6 +101,19 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 			return 0
 		}
 		return usageErr("%v", err)
+	}
+	if hasKey {
+		if flags.NArg() != 1 || flags.Arg(0) == "" {
+			return usageErr("--has-key: want one ALIAS, got %d argument(s)", flags.NArg())
+		}
+		kr, code := loadKeyring(keyringPath, stderr)
+		if kr == nil {
+			return code
+		}
+		if _, ok := kr.Lookup(flags.Arg(0), flags.Arg(0)); ok {
+			return 0
+		}
+		return 1
 	}
 	if flags.NArg() != 2 {
 		return usageErr("want HOST and PORT, got %d argument(s)", flags.NArg())
@@ -210,18 +241,4 @@ func describe(alias, host string) string {
 	return fmt.Sprintf("%s (alias %s)", host, alias)
 }
 
-// tomlKey writes a table name the way the keyring needs it: bare if it
-// can be, quoted otherwise (addresses, globs, dotted names).
-func tomlKey(name string) string {
-	bare := name != ""
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			bare = false
-			break
-		}
-	}
-	if bare {
-		return name
-	}
-	return strconv.Quote(name)
-}
+func tomlKey(name string) string { return proxy.TOMLKey(name) }

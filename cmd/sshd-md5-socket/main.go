@@ -12,11 +12,14 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sshmd5/sshmd5/internal/inspect"
 	"github.com/sshmd5/sshmd5/internal/shim"
 )
 
 const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|listener]
                        [--max-conns N] [-- COMMAND ARGS...]
+       sshd-md5-socket check [-k KEYRING] [-l ADDR]...
+       sshd-md5-socket status [--json]
 
 Put the TCP-MD5 (RFC 2385) keys of KEYRING's [peers] on sshd's listening
 sockets, so that only peers signing with their key can connect.
@@ -45,6 +48,10 @@ Connections queued before the keys were set are closed, never served.
                  more are closed and logged
   -h             show this help
 
+check: print what KEYRING would install per -l ADDR (default [::]:22) and
+why the shim would refuse it; status: drop counters and the key prefixes of
+each running listener here (--json). Neither prints keys; 1 = a problem.
+
 Exit status: 0 after SIGTERM, 1 on errors, 2 on usage errors.
 `
 
@@ -61,6 +68,9 @@ func (l *listFlag) String() string     { return fmt.Sprint(*l) }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func run(args []string, stderr *os.File) int {
+	if len(args) > 0 && (args[0] == "check" || args[0] == "status") {
+		return runInspect(args[0], args[1:], os.Stdout, stderr)
+	}
 	var cfg shim.Config
 	fs := flag.NewFlagSet("sshd-md5-socket", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -97,4 +107,50 @@ func run(args []string, stderr *os.File) int {
 		fmt.Fprintf(stderr, "sshd-md5-socket: %v\n", err)
 		return 1
 	}
+}
+
+// runInspect runs the check and status subcommands.
+func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) int {
+	fs := flag.NewFlagSet("sshd-md5-socket "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		kr     string
+		listen []string
+		asJSON bool
+	)
+	if cmd == "check" {
+		fs.StringVar(&kr, "k", "", "")
+		fs.Var((*listFlag)(&listen), "l", "")
+	} else {
+		fs.BoolVar(&asJSON, "json", false, "")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "sshd-md5-socket %s: %v\n%s", cmd, err, usage)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sshd-md5-socket %s: unexpected argument %q\n%s", cmd, fs.Arg(0), usage)
+		return 2
+	}
+	var err error
+	if cmd == "check" {
+		for _, a := range listen {
+			if _, lerr := inspect.ListenSocket(a); lerr != nil {
+				fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", lerr, usage)
+				return 2
+			}
+		}
+		err = inspect.Check(stdout, kr, listen)
+	} else {
+		err = inspect.Status(stdout, asJSON)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sshd-md5-socket %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
 }

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+
+	"github.com/sshmd5/sshmd5/internal/proxy"
+)
+
+const keygenUsage = `Usage: ssh-md5-proxy keygen -o FILE [-n ALIAS]
+
+Write a new random TCP-MD5 key (256 bits as 43 base64url characters) to
+FILE with mode 0600, refusing to overwrite an existing file, and print the
+keyring entries that use it: [hosts.ALIAS] for the client, [peers] catch-alls
+for the server. The key itself is never printed.
+
+    -o FILE    The key file to create (required: keys are not printed).
+    -n ALIAS   The client's [hosts] entry name (ssh's Host alias).
+               Default: NAME.
+    -h         Print this help.
+
+Exit status: 0 on success, 2 on a usage error, 255 on any other error.
+`
+
+func runKeygen(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("ssh-md5-proxy keygen", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	var out, alias string
+	flags.StringVar(&out, "o", "", "")
+	flags.StringVar(&alias, "n", "NAME", "")
+	usageErr := func(format string, a ...any) int {
+		errorf(stderr, format, a...)
+		io.WriteString(stderr, "\n"+keygenUsage)
+		return 2
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			io.WriteString(stderr, keygenUsage)
+			return 0
+		}
+		return usageErr("keygen: %v", err)
+	}
+	if flags.NArg() != 0 {
+		return usageErr("keygen: unexpected argument %q; name the key file with -o FILE", flags.Arg(0))
+	}
+	if out == "" {
+		return usageErr("keygen: pass -o FILE: the key is written to a file (mode 0600), never to the terminal")
+	}
+	if alias == "" {
+		return usageErr("keygen: -n ALIAS must not be empty")
+	}
+	snip, err := proxy.Keygen(out, alias)
+	if err != nil {
+		errorf(stderr, "%v", err)
+		return 255
+	}
+	io.WriteString(stdout, snip)
+	return 0
+}

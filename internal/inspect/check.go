@@ -1,0 +1,207 @@
+// Package inspect reports on a server's TCP-MD5 setup for operators:
+// what a keyring would install (Check) and what the running listeners
+// carry (Status). It never prints key material.
+package inspect
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/keyring"
+	"github.com/sshmd5/sshmd5/internal/md5"
+)
+
+// KeyMemEstimate is roughly what one key costs in the socket's option
+// memory (net.core.optmem_max): about 960 keys fit in 128 KiB.
+const KeyMemEstimate = 136
+
+// DefaultListen is the listener Check assumes when given none: one
+// dual-stack socket, as -l [::]:22 opens.
+const DefaultListen = "[::]:22"
+
+// Paths of the sysctls Check reads; variables so tests can point them
+// elsewhere.
+var (
+	OptmemMaxPath  = "/proc/sys/net/core/optmem_max"
+	BindV6OnlyPath = "/proc/sys/net/ipv6/bindv6only"
+)
+
+// Check loads the keyring at path, prints what sshd-md5-socket would
+// install on each of the listen addresses (DefaultListen if none), and
+// returns an error naming every reason it would refuse to start.
+func Check(w io.Writer, path string, listen []string) error {
+	if path == "" {
+		path = keyring.DefaultServerPath()
+	}
+	if len(listen) == 0 {
+		listen = []string{DefaultListen}
+	}
+	socks := make([]md5.Socket, len(listen))
+	for i, a := range listen {
+		s, err := ListenSocket(a)
+		if err != nil {
+			return err
+		}
+		socks[i] = s
+	}
+	kr, err := keyring.Load(path)
+	if err != nil {
+		return err // names the file and the fix
+	}
+	var problems []string
+	fmt.Fprintf(w, "keyring %s: %d [peers] entries\n", path, len(kr.Peers))
+	if len(kr.Peers) == 0 {
+		problems = append(problems, fmt.Sprintf("keyring %s has no [peers]: nothing to sign incoming connections with; add [peers.\"0.0.0.0/0\"] and [peers.\"::/0\"]", path))
+	}
+	keys := make([]md5.Key, 0, len(kr.Peers))
+	for _, p := range kr.Peers {
+		fam := "IPv6"
+		if p.Prefix.Addr().Is4() {
+			fam = "IPv4"
+		}
+		iface, ifx := "any interface", 0
+		if p.Interface != "" {
+			iface = "interface " + p.Interface
+			ifi, err := net.InterfaceByName(p.Interface)
+			if err != nil {
+				iface += " (MISSING)"
+				problems = append(problems, fmt.Sprintf("keyring %s line %d: [peers.%q] interface %q: %v; create it or fix the name (ip link)", path, p.Line, p.Prefix.String(), p.Interface, err))
+			} else {
+				ifx = ifi.Index
+			}
+		}
+		fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s\n", fam, p.Prefix, iface, p.Source)
+		keys = append(keys, p.Key(ifx))
+	}
+
+	optmem, optErr := readInt(OptmemMaxPath)
+	for i, s := range socks {
+		apply, uncovered := s.Cover(keys)
+		var n4, n6 int
+		for _, k := range apply {
+			if k.Prefix.Addr().Is4() {
+				n4++
+			} else {
+				n6++
+			}
+		}
+		fmt.Fprintf(w, "listener %s (%s peers): %d keys", listen[i], families(s), len(apply))
+		var counts, cover []string
+		if s.Takes4 {
+			counts = append(counts, fmt.Sprintf("IPv4 %d", n4))
+		}
+		if s.Takes6 {
+			counts = append(counts, fmt.Sprintf("IPv6 %d", n6))
+		}
+		fmt.Fprintf(w, " (%s)\n", strings.Join(counts, ", "))
+		for _, fam := range []struct {
+			takes bool
+			name  string
+			all   netip.Prefix
+		}{{s.Takes4, "IPv4", netip.MustParsePrefix("0.0.0.0/0")}, {s.Takes6, "IPv6", netip.MustParsePrefix("::/0")}} {
+			if !fam.takes {
+				continue
+			}
+			state := "covered by " + fam.all.String()
+			for _, u := range uncovered {
+				if u == fam.all {
+					state = "NOT COVERED: peers outside the listed prefixes would connect unsigned"
+				}
+			}
+			cover = append(cover, fmt.Sprintf("    %s: %s", fam.name, state))
+		}
+		fmt.Fprintln(w, strings.Join(cover, "\n"))
+		if len(uncovered) > 0 {
+			problems = append(problems, fmt.Sprintf("listener %s: %v", listen[i], md5.UncoveredError{Socket: s, Missing: uncovered}))
+		}
+		mem := len(apply) * KeyMemEstimate
+		switch {
+		case optErr != nil:
+			fmt.Fprintf(w, "    key memory: about %d bytes; net.core.optmem_max unknown (%v)\n", mem, optErr)
+		case mem > optmem:
+			fmt.Fprintf(w, "    key memory: about %d bytes > net.core.optmem_max %d: TOO SMALL\n", mem, optmem)
+			problems = append(problems, fmt.Sprintf("listener %s: %d keys need about %d bytes of net.core.optmem_max (%d); raise it, e.g. sysctl -w net.core.optmem_max=%d", listen[i], len(apply), mem, optmem, roundUp(2*mem)))
+		default:
+			fmt.Fprintf(w, "    key memory: about %d bytes of net.core.optmem_max %d: ok\n", mem, optmem)
+		}
+		if len(apply) > md5.MaxReadableKeys {
+			fmt.Fprintf(w, "    read-back: %d keys > %d that sock_diag can report: TOO MANY\n", len(apply), md5.MaxReadableKeys)
+			problems = append(problems, fmt.Sprintf("listener %s: %d keys: %v", listen[i], len(apply), md5.ErrTooManyToRead))
+		} else {
+			fmt.Fprintf(w, "    read-back: %d keys of at most %d: ok\n", len(apply), md5.MaxReadableKeys)
+		}
+	}
+	if v, err := readInt(BindV6OnlyPath); err != nil {
+		fmt.Fprintf(w, "net.ipv6.bindv6only: unknown (%v)\n", err)
+	} else {
+		what := "0: a [::] socket passed by systemd takes IPv4 peers too (unless BindIPv6Only=ipv6-only)"
+		if v != 0 {
+			what = strconv.Itoa(v) + ": a [::] socket passed by systemd takes IPv6 peers only (unless BindIPv6Only=both); -l [::] takes both anyway"
+		}
+		fmt.Fprintf(w, "net.ipv6.bindv6only = %s\n", what)
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	fmt.Fprintln(w, "ok: sshd-md5-socket would start with this keyring")
+	return nil
+}
+
+// ListenSocket describes the socket sshd-md5-socket -l ADDR opens, without
+// opening it.
+func ListenSocket(a string) (md5.Socket, error) {
+	ap, err := netip.ParseAddrPort(a)
+	if err != nil {
+		return md5.Socket{}, fmt.Errorf("-l %q: want IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:22 or [::]:22 (%v)", a, err)
+	}
+	ip := ap.Addr().Unmap()
+	switch {
+	case ip.Zone() != "":
+		return md5.Socket{}, fmt.Errorf("-l %q: zoned addresses are not supported", a)
+	case ap.Port() == 0:
+		return md5.Socket{}, fmt.Errorf("-l %q: port 0 would pick a random port", a)
+	case ip.Is4():
+		return md5.Socket{FD: -1, Family: unix.AF_INET, Takes4: true}, nil
+	case ip.IsUnspecified():
+		return md5.Socket{FD: -1, Family: unix.AF_INET6, Takes4: true, Takes6: true}, nil
+	default:
+		return md5.Socket{FD: -1, Family: unix.AF_INET6, Takes6: true}, nil
+	}
+}
+
+func families(s md5.Socket) string {
+	switch {
+	case s.Takes4 && s.Takes6:
+		return "IPv4 and IPv6"
+	case s.Takes4:
+		return "IPv4"
+	default:
+		return "IPv6"
+	}
+}
+
+func readInt(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
+}
+
+// roundUp rounds n up to a multiple of 64 KiB, for a sysctl suggestion.
+func roundUp(n int) int {
+	const step = 64 << 10
+	return (n + step - 1) / step * step
+}

@@ -1,0 +1,82 @@
+package inspect
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sshmd5/sshmd5/internal/md5"
+)
+
+// TestCheckLimits: too many keys to read back, and too little option
+// memory, each fail with the fix; no secret is printed.
+func TestCheckLimits(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("[peers.\"0.0.0.0/0\"]\nkey = \"SECRET-all\"\n")
+	n := md5.MaxReadableKeys + 10
+	for i := range n {
+		fmt.Fprintf(&b, "[peers.\"10.%d.%d.0/24\"]\nkey = \"SECRET-%d\"\n", i/256, i%256, i)
+	}
+	kr := filepath.Join(dir, "kr.toml")
+	if err := os.WriteFile(kr, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	optmem := filepath.Join(dir, "optmem_max")
+	if err := os.WriteFile(optmem, []byte("20480\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := OptmemMaxPath
+	OptmemMaxPath = optmem
+	defer func() { OptmemMaxPath = old }()
+
+	var out bytes.Buffer
+	err := Check(&out, kr, []string{"0.0.0.0:22"})
+	if err == nil {
+		t.Fatalf("Check passed with %d keys and optmem_max 20480:\n%s", n+1, out.String())
+	}
+	keys := n + 1
+	for _, want := range []string{
+		fmt.Sprintf("listener 0.0.0.0:22 (IPv4 peers): %d keys (IPv4 %d)", keys, keys),
+		fmt.Sprintf("key memory: about %d bytes > net.core.optmem_max 20480: TOO SMALL", keys*KeyMemEstimate),
+		fmt.Sprintf("read-back: %d keys > %d that sock_diag can report: TOO MANY", keys, md5.MaxReadableKeys),
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, want := range []string{"sysctl -w net.core.optmem_max=196608", "merge [peers] prefixes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(out.String()+err.Error(), "SECRET") {
+		t.Errorf("a secret was printed")
+	}
+	if strings.Contains(out.String(), "ok: sshd-md5-socket would start") {
+		t.Errorf("says ok despite the errors")
+	}
+}
+
+func TestListenSocket(t *testing.T) {
+	for _, c := range []struct {
+		addr           string
+		takes4, takes6 bool
+	}{
+		{"0.0.0.0:22", true, false},
+		{"[::]:22", true, true},
+		{"[::1]:22", false, true},
+		{"[::ffff:10.0.0.1]:22", true, false},
+	} {
+		s, err := ListenSocket(c.addr)
+		if err != nil {
+			t.Fatalf("%s: %v", c.addr, err)
+		}
+		if s.Takes4 != c.takes4 || s.Takes6 != c.takes6 {
+			t.Errorf("%s: takes4 %v takes6 %v, want %v %v", c.addr, s.Takes4, s.Takes6, c.takes4, c.takes6)
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// KeyBytes is how many random bytes a generated key holds: 256 bits,
+// written as 43 characters of unpadded base64url, well under the kernel's
+// 80-byte limit and safe to paste anywhere.
+const KeyBytes = 32
+
+// Keygen writes a new random key to path, which must not exist yet (mode
+// 0600), and returns the keyring snippets that use it, with alias as the
+// client's [hosts] entry. The key itself is never returned.
+func Keygen(path, alias string) (string, error) {
+	raw := make([]byte, KeyBytes)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("keygen: reading random bytes: %w", err)
+	}
+	key := make([]byte, base64.RawURLEncoding.EncodedLen(len(raw))+1)
+	base64.RawURLEncoding.Encode(key, raw)
+	key[len(key)-1] = '\n'
+	clear(raw)
+	defer clear(key)
+
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("keygen: %s already exists; not overwriting a key that may be in use: pass another -o FILE, or remove it first", path)
+		}
+		return "", fmt.Errorf("keygen: creating %s: %w", path, err)
+	}
+	// umask may have taken bits away, never added them; make sure anyway.
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(key)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("keygen: writing %s: %w (the file was removed)", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return Snippets(abs, alias), nil
+}
+
+// Snippets are the keyring entries for a key in keyFile, for the client
+// (alias) and for the server (every peer).
+func Snippets(keyFile, alias string) string {
+	q := strconv.Quote(keyFile)
+	return fmt.Sprintf(`# Wrote a new key to %[1]s (mode 0600). Copy it to the server over a
+# secure channel (e.g. scp), keeping mode 0600, and add:
+
+# Client: ~/.ssh/md5-keyring.toml (name the entry after the ssh Host alias)
+[hosts.%[2]s]
+key_file = %[3]s
+
+# Server: /etc/ssh/md5-keyring.toml (key_file is where you copied the key)
+[peers."0.0.0.0/0"]
+key_file = %[3]s
+
+[peers."::/0"]
+key_file = %[3]s
+`, keyFile, TOMLKey(alias), q)
+}
+
+// TOMLKey writes a table name the way the keyring needs it: bare if it
+// can be, quoted otherwise (addresses, globs, dotted names).
+func TOMLKey(name string) string {
+	bare := name != ""
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			bare = false
+			break
+		}
+	}
+	if bare {
+		return name
+	}
+	return strconv.Quote(name)
+}
