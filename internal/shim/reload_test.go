@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 // session is a live ssh login that echoes lines back, to show that a
@@ -30,11 +31,22 @@ func (e *env) openSession(addr string, keyring string) *session {
 	cmd := e.client.Cmd("ssh", args...)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
+	// ssh's stderr is also its ProxyCommand's; were it the test binary's,
+	// a proxy outliving the server namespace would hold go test's output
+	// open. ssh and the proxy share a process group so cleanup ends both.
+	stderr := &testnet.LockedBuffer{}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	e.t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		if e.t.Failed() {
+			e.t.Logf("ssh session stderr:\n%s", stderr)
+		}
+	})
 	s := &session{in: in, out: bufio.NewReader(out)}
 	s.check(e.t, "hello")
 	return s

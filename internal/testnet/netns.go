@@ -93,8 +93,14 @@ func NewNS(t testing.TB, label string) *NS {
 // Cmd returns a command that runs name with args inside the namespace (via
 // "ip netns exec", which execs the program, so the process is the program
 // itself and Process.Kill reaches it).
+//
+// Wait gives up on the command's output pipes 5 s after it exits: a
+// grandchild it leaves behind (ssh's ProxyCommand, after ssh is killed)
+// would otherwise hold them open and hang the test.
 func (ns *NS) Cmd(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }
 
 // Run runs a command in the namespace and returns its combined output; any
