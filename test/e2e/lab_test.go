@@ -1,0 +1,533 @@
+// Package e2e holds end-to-end scenarios: real Debian OpenSSH (ssh with
+// ssh-md5-proxy as ProxyCommand, sshd -i behind sshd-md5-socket), real
+// network namespaces on one Ethernet segment, and assertions on the wire
+// (tcpdump, signatures checked with -M) and on the kernel's TCPMD5*
+// counters. See README.md.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sshmd5/sshmd5/internal/testnet"
+)
+
+// Ports used inside the test's own namespaces.
+const (
+	protectedPort = 2222 // sshd-md5-socket, keyed for 0.0.0.0/0 and ::/0
+	plainPort     = 2022 // unkeyed listener with sshd -i: the control
+	closedPort    = 2999 // nothing listens
+)
+
+// host is one namespace plugged into the lab's bridge.
+type host struct {
+	ns     *testnet.NS
+	ifc    string // interface name inside ns
+	a4, a6 netip.Addr
+}
+
+// lab is one Ethernet segment (a Linux bridge in its own namespace "lan")
+// with a client, a server and an attacker on it, all in one /24 and one
+// ULA /64. The bridge floods every frame (ageing_time 0, a hub), so the
+// attacker sees the client's and the server's traffic as an attacker on a
+// shared segment (or a tapped link) would.
+type lab struct {
+	t                        *testing.T
+	lan                      *testnet.NS
+	client, server, attacker *host
+	sshd                     *testnet.SSHD
+	dir                      string
+	secret                   []byte // server and client key; never printed
+	serverKeyring            string
+	clientKeyring            string
+	proxy                    string // ssh-md5-proxy binary
+	shimBin                  string // sshd-md5-socket binary
+	shim                     *proc
+	nextHost                 byte
+	net4                     [2]byte
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	testnet.RequireRoot(t)
+	for _, b := range []string{"hping3", "tcpdump", "ssh", "ip"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Fatalf("required program %s not found: %v", b, err)
+		}
+	}
+	l := &lab{t: t, dir: t.TempDir(), nextHost: 1}
+	// 10.150.0.0 - 10.199.255.0: apart from testnet.Connect's range.
+	var r [2]byte
+	rand.Read(r[:])
+	l.net4 = [2]byte{150 + r[0]%50, r[1]}
+	l.proxy = testnet.BuildBinary(t, "cmd/ssh-md5-proxy")
+	l.shimBin = testnet.BuildBinary(t, "cmd/sshd-md5-socket")
+	l.lan = testnet.NewNS(t, "lan")
+	l.lan.Run(t, "ip", "link", "add", "br0", "type", "bridge", "stp_state", "0", "ageing_time", "0")
+	l.lan.Run(t, "ip", "link", "set", "br0", "up")
+	l.client = l.plug(testnet.NewNS(t, "client"))
+	l.server = l.plug(testnet.NewNS(t, "server"))
+	l.attacker = l.plug(testnet.NewNS(t, "attacker"))
+	l.sshd = testnet.NewSSHD(t)
+	l.secret = newSecret()
+	l.serverKeyring = l.writeKeyring("server", "peers", l.secret, "0.0.0.0/0", "::/0")
+	l.clientKeyring = l.writeKeyring("client", "hosts", l.secret, l.server.a4.String(), l.server.a6.String())
+	return l
+}
+
+// plug connects ns to the bridge and addresses it with the next host
+// number.
+func (l *lab) plug(ns *testnet.NS) *host {
+	t := l.t
+	t.Helper()
+	n := l.nextHost
+	l.nextHost++
+	id := "e2" + randHex(4)
+	h := &host{
+		ns:  ns,
+		ifc: "eth0",
+		a4:  netip.AddrFrom4([4]byte{10, l.net4[0], l.net4[1], n}),
+		a6:  netip.MustParseAddr(fmt.Sprintf("fd00:e2e:%x:%x::%x", l.net4[0], l.net4[1], n)),
+	}
+	if out, err := exec.Command("ip", "link", "add", id+"p", "netns", l.lan.Name,
+		"type", "veth", "peer", "name", id+"h", "netns", ns.Name).CombinedOutput(); err != nil {
+		t.Fatalf("create veth: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "-n", l.lan.Name, "link", "del", id+"p").Run() })
+	ns.Run(t, "ip", "link", "set", id+"h", "name", h.ifc)
+	l.lan.Run(t, "ip", "link", "set", id+"p", "master", "br0")
+	l.lan.Run(t, "ip", "link", "set", id+"p", "up")
+	ns.Run(t, "ip", "addr", "add", h.a4.String()+"/24", "dev", h.ifc)
+	ns.Run(t, "ip", "-6", "addr", "add", h.a6.String()+"/64", "dev", h.ifc, "nodad")
+	ns.Run(t, "ip", "link", "set", h.ifc, "up")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := ns.Run(t, "ip", "-o", "link", "show", h.ifc)
+		if strings.Contains(out, "state UP") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s in %s not up after 10s: %s", h.ifc, ns.Name, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return h
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newSecret returns a random printable secret (tcpdump -M takes a string).
+func newSecret() []byte {
+	b := make([]byte, 20)
+	rand.Read(b)
+	return []byte(hex.EncodeToString(b))
+}
+
+// writeKeyring writes a 0600 key file and a 0600 keyring with one table
+// per name in section ("peers" for the shim, "hosts" for the proxy).
+func (l *lab) writeKeyring(label, section string, secret []byte, names ...string) string {
+	l.t.Helper()
+	kf := filepath.Join(l.dir, label+".key")
+	writeAtomic(l.t, kf, secret)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "[%s.%q]\nkey_file = %q\n", section, n, kf)
+	}
+	p := filepath.Join(l.dir, label+"-keyring.toml")
+	writeAtomic(l.t, p, []byte(b.String()))
+	return p
+}
+
+func writeAtomic(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// proc is a running background process with its output collected.
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// start runs a command in ns in a process group of its own; cleanup kills
+// the group. secrets are checked not to appear in its output.
+func start(t *testing.T, ns *testnet.NS, secrets [][]byte, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: filepath.Base(name), cmd: ns.Cmd(name, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.WaitDelay = 2 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		out := p.log()
+		for _, s := range secrets {
+			if bytes.Contains([]byte(out), s) {
+				t.Errorf("a secret appears in the output of %s", p.name)
+			}
+		}
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", p.name, out)
+		}
+	})
+	return p
+}
+
+// waitLog waits until the output matches re.
+func (p *proc) waitLog(re string, timeout time.Duration) {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(timeout)
+	for !rx.MatchString(p.log()) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: no output matching %q after %v:\n%s", p.name, re, timeout, p.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startShim runs sshd-md5-socket on [::]:protectedPort in the server
+// namespace with sshd -i behind it.
+func (l *lab) startShim() *proc {
+	l.t.Helper()
+	args := append([]string{"-k", l.serverKeyring, "-l", "[::]:" + strconv.Itoa(protectedPort), "--"}, l.sshd.InetdArgs()...)
+	p := start(l.t, l.server.ns, [][]byte{l.secret}, l.shimBin, args...)
+	p.waitLog(`serving .* in inetd mode`, 20*time.Second)
+	l.shim = p
+	return p
+}
+
+// startPlain serves sshd -i on an unkeyed listener at plainPort in the
+// server namespace: the unprotected control.
+func (l *lab) startPlain() {
+	l.t.Helper()
+	var ln net.Listener
+	err := l.server.ns.Do(func() error {
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false)
+		var err error
+		ln, err = lc.Listen(context.Background(), "tcp", "[::]:"+strconv.Itoa(plainPort))
+		return err
+	})
+	if err != nil {
+		l.t.Fatalf("plain listener: %v", err)
+	}
+	testnet.ServeInetd(l.t, ln, l.sshd.InetdArgs())
+}
+
+// sshArgs returns ssh's arguments for the protected (through
+// ssh-md5-proxy) or the plain port of the server.
+func (l *lab) sshArgs(protected bool, dst netip.Addr, proxyArgs string, command ...string) []string {
+	args := l.sshd.SSHArgs()
+	if protected {
+		args = append(args, "-p", strconv.Itoa(protectedPort),
+			"-o", "ProxyCommand="+l.proxy+" "+proxyArgs+" %h %p")
+	} else {
+		args = append(args, "-p", strconv.Itoa(plainPort))
+	}
+	args = append(args, "root@"+dst.String())
+	return append(args, command...)
+}
+
+// runSSH runs one ssh command from ns and returns stdout, stderr.
+func (l *lab) runSSH(ns *testnet.NS, args []string, limit time.Duration) (string, string, error) {
+	cmd := ns.Cmd("ssh", args...)
+	cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		return "", "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return out.String(), errb.String(), err
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		return out.String(), errb.String(), fmt.Errorf("ssh still running after %v, killed", limit)
+	}
+}
+
+// session is a live ssh session running an echo loop on the server.
+type session struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	lines  chan string
+	stderr *proc
+	exited chan struct{}
+	err    error
+}
+
+// openSession logs in from the client and keeps the session open.
+func (l *lab) openSession(protected bool) *session {
+	l.t.Helper()
+	args := l.sshArgs(protected, l.server.a4, "-k "+l.clientKeyring,
+		`while read l; do echo "got $l"; done`)
+	s := &session{t: l.t, cmd: l.client.ns.Cmd("ssh", args...), lines: make(chan string, 100), exited: make(chan struct{})}
+	s.cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
+	s.stderr = &proc{t: l.t, name: "ssh"}
+	s.cmd.Stderr = s.stderr
+	in, err := s.cmd.StdinPipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	s.in = in
+	s.cmd.WaitDelay = 2 * time.Second
+	if err := s.cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			s.lines <- sc.Text()
+		}
+		close(s.lines)
+		s.err = s.cmd.Wait()
+		close(s.exited)
+	}()
+	l.t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		<-s.exited
+	})
+	if err := s.echo("hello", 30*time.Second); err != nil {
+		l.t.Fatalf("ssh session (protected=%v) did not come up: %v; stderr:\n%s", protected, err, s.stderr.log())
+	}
+	return s
+}
+
+// echo sends word through the session and waits for it to come back.
+func (s *session) echo(word string, timeout time.Duration) error {
+	if _, err := io.WriteString(s.in, word+"\n"); err != nil {
+		return fmt.Errorf("write: %v", err)
+	}
+	select {
+	case got, ok := <-s.lines:
+		if !ok {
+			return fmt.Errorf("session ended")
+		}
+		if got != "got "+word {
+			return fmt.Errorf("session answered %q to %q", got, word)
+		}
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("no answer to %q within %v", word, timeout)
+	}
+}
+
+// waitExit waits for ssh to end; false if it is still running after limit.
+func (s *session) waitExit(limit time.Duration) bool {
+	select {
+	case <-s.exited:
+		return true
+	case <-time.After(limit):
+		return false
+	}
+}
+
+// --- sniffing from the attacker ---
+
+// sniffer is tcpdump on the attacker's interface, recording to a file.
+type sniffer struct {
+	p    *proc
+	file string
+}
+
+func (l *lab) sniff(filter string) *sniffer {
+	l.t.Helper()
+	f := filepath.Join(t2dir(l.t), "sniff.pcap")
+	p := start(l.t, l.attacker.ns, nil, "tcpdump", "-i", l.attacker.ifc, "-nn", "-Z", "root",
+		"--immediate-mode", "-U", "-w", f, filter)
+	p.waitLog("listening on", 20*time.Second)
+	return &sniffer{p: p, file: f}
+}
+
+func t2dir(t *testing.T) string { return t.TempDir() }
+
+// flow is what the attacker learnt about one direction of a connection.
+type flow struct {
+	src, dst         netip.AddrPort
+	nextSeq, nextAck uint32 // the sender's next sequence number, its last ack
+	haveSeq          bool
+}
+
+var segRE = regexp.MustCompile(`IP6? (\S+)\.(\d+) > (\S+)\.(\d+): Flags \[([^\]]*)\](?:, seq (\d+)(?::(\d+))?)?(?:, ack (\d+))?`)
+
+// stop waits (up to 20s) until the capture file holds a quiescent round
+// trip on each of ports (see settled), ends tcpdump and returns, per
+// direction, the last sequence numbers seen (absolute, tcpdump -S).
+func (s *sniffer) stop(t *testing.T, client, server netip.Addr, ports ...int) map[string]*flow {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		flows := s.read(t)
+		if settled(flows, client, server, ports) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Logf("sniffer: no settled round trip after 20s; using what was seen")
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("tcpdump did not stop")
+	}
+	return s.read(t)
+}
+
+// settled: for each port, both directions carried data and each side has
+// acknowledged everything the other sent, so the segments seen last are
+// the connection's current state (ordering on one link is preserved).
+func settled(flows map[string]*flow, client, server netip.Addr, ports []int) bool {
+	for _, port := range ports {
+		var c2s *flow
+		for _, f := range flows {
+			if f.src.Addr() == client && f.dst.Addr() == server && int(f.dst.Port()) == port {
+				c2s = f
+			}
+		}
+		if c2s == nil {
+			return false
+		}
+		s2c := flows[c2s.dst.String()+">"+c2s.src.String()]
+		if s2c == nil || !c2s.haveSeq || !s2c.haveSeq || c2s.nextAck != s2c.nextSeq || s2c.nextAck != c2s.nextSeq {
+			return false
+		}
+	}
+	return true
+}
+
+// read parses the capture file so far (tcpdump -U writes whole packets).
+func (s *sniffer) read(t *testing.T) map[string]*flow {
+	t.Helper()
+	out, err := exec.Command("tcpdump", "-r", s.file, "-nn", "-S").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, out)
+	}
+	flows := map[string]*flow{}
+	for _, line := range strings.Split(string(out), "\n") {
+		m := segRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		sp, _ := strconv.Atoi(m[2])
+		dp, _ := strconv.Atoi(m[4])
+		src := netip.AddrPortFrom(netip.MustParseAddr(m[1]), uint16(sp))
+		dst := netip.AddrPortFrom(netip.MustParseAddr(m[3]), uint16(dp))
+		key := src.String() + ">" + dst.String()
+		f := flows[key]
+		if f == nil {
+			f = &flow{src: src, dst: dst}
+			flows[key] = f
+		}
+		if m[6] != "" {
+			end, _ := strconv.ParseUint(m[6], 10, 32)
+			if m[7] != "" {
+				end, _ = strconv.ParseUint(m[7], 10, 32)
+			}
+			if strings.ContainsAny(m[5], "SF") {
+				end++
+			}
+			if !f.haveSeq || int32(uint32(end)-f.nextSeq) > 0 {
+				f.nextSeq = uint32(end)
+			}
+			f.haveSeq = true
+		}
+		if m[8] != "" {
+			a, _ := strconv.ParseUint(m[8], 10, 32)
+			f.nextAck = uint32(a)
+		}
+	}
+	return flows
+}
+
+// clientFlow picks the one client->server flow to dst port.
+func clientFlow(t *testing.T, flows map[string]*flow, client, server netip.Addr, port int) (c2s, s2c *flow) {
+	t.Helper()
+	for _, f := range flows {
+		if f.src.Addr() == client && f.dst.Addr() == server && int(f.dst.Port()) == port {
+			if c2s != nil {
+				t.Fatalf("more than one client flow to port %d sniffed", port)
+			}
+			c2s = f
+		}
+	}
+	if c2s == nil || !c2s.haveSeq {
+		t.Fatalf("attacker sniffed no client data to port %d: %v", port, flows)
+	}
+	s2c = flows[c2s.dst.String()+">"+c2s.src.String()]
+	if s2c == nil || !s2c.haveSeq {
+		t.Fatalf("attacker sniffed no server data from port %d", port)
+	}
+	return c2s, s2c
+}
+
+// hping runs hping3 in the attacker namespace, sending exactly one segment.
+func (l *lab) hping(args ...string) {
+	l.t.Helper()
+	args = append([]string{"-I", l.attacker.ifc, "-c", "1"}, args...)
+	out, err := l.attacker.ns.Cmd("hping3", args...).CombinedOutput()
+	// hping3 exits 1 when no reply came back, the normal case for a RST
+	// or a dropped segment; what matters is that it sent.
+	if !strings.Contains(string(out), "1 packets transmitted") {
+		l.t.Fatalf("hping3 %s did not send its segment: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
