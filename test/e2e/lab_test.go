@@ -277,9 +277,24 @@ func (l *lab) sshArgs(protected bool, dst netip.Addr, proxyArgs string, command 
 	return append(args, command...)
 }
 
+// sshArgsOpts is sshArgs with extra ssh options (e.g. "-o",
+// "ProxyUseFdpass=yes") placed before the destination.
+func (l *lab) sshArgsOpts(protected bool, dst netip.Addr, proxyArgs string, opts []string, command ...string) []string {
+	args := l.sshArgs(protected, dst, proxyArgs)
+	dest := args[len(args)-1]
+	args = append(append(args[:len(args)-1:len(args)-1], opts...), dest)
+	return append(args, command...)
+}
+
 // runSSH runs one ssh command from ns and returns stdout, stderr.
 func (l *lab) runSSH(ns *testnet.NS, args []string, limit time.Duration) (string, string, error) {
+	return l.runSSHStdin(ns, args, nil, limit)
+}
+
+// runSSHStdin is runSSH with ssh's stdin read from stdin (nil: none).
+func (l *lab) runSSHStdin(ns *testnet.NS, args []string, stdin io.Reader, limit time.Duration) (string, string, error) {
 	cmd := ns.Cmd("ssh", args...)
+	cmd.Stdin = stdin
 	cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
