@@ -93,7 +93,7 @@ func Check(w io.Writer, path string, listen []string) error {
 				n6++
 			}
 		}
-		fmt.Fprintf(w, "listener %s (%s peers): %d keys", listen[i], families(s), len(apply))
+		fmt.Fprintf(w, "listener %s (%s peers): %d keys", listen[i], s.Families(), len(apply))
 		var counts, cover []string
 		if s.Takes4 {
 			counts = append(counts, fmt.Sprintf("IPv4 %d", n4))
@@ -174,17 +174,6 @@ func ListenSocket(a string) (md5.Socket, error) {
 		return md5.Socket{FD: -1, Family: unix.AF_INET6, Takes4: true, Takes6: true}, nil
 	default:
 		return md5.Socket{FD: -1, Family: unix.AF_INET6, Takes6: true}, nil
-	}
-}
-
-func families(s md5.Socket) string {
-	switch {
-	case s.Takes4 && s.Takes6:
-		return "IPv4 and IPv6"
-	case s.Takes4:
-		return "IPv4"
-	default:
-		return "IPv6"
 	}
 }
 

@@ -146,7 +146,7 @@ func (s Socket) encode(k Key) (*unix.TCPMD5Sig, int, error) {
 		return nil, 0, errors.New("invalid peer prefix")
 	}
 	if !s.Takes(p) {
-		return nil, 0, fmt.Errorf("key for %s does not fit a socket that takes only %s peers", k, s.families())
+		return nil, 0, fmt.Errorf("key for %s does not fit a socket that takes only %s peers", k, s.Families())
 	}
 	sig := new(unix.TCPMD5Sig)
 	switch {
@@ -178,7 +178,8 @@ func (s Socket) encode(k Key) (*unix.TCPMD5Sig, int, error) {
 	return sig, opt, nil
 }
 
-func (s Socket) families() string {
+// Families names the peer families the socket takes, for messages.
+func (s Socket) Families() string {
 	switch {
 	case s.Takes4 && s.Takes6:
 		return "IPv4 and IPv6"
@@ -320,7 +321,7 @@ func (e UncoveredError) Error() string {
 		names = append(names, fmt.Sprintf("[peers.%q]", p.String()))
 	}
 	return fmt.Sprintf("the socket takes %s peers but no key covers %s: peers outside the listed prefixes would connect unsigned; add %s with a key, or listen on one family only",
-		e.Socket.families(), joinPrefixes(e.Missing), strings.Join(names, " and "))
+		e.Socket.Families(), joinPrefixes(e.Missing), strings.Join(names, " and "))
 }
 
 func joinPrefixes(ps []netip.Prefix) string {
