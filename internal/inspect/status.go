@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -215,7 +214,10 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 	}
 	var l Listener
 	if sa, err := unix.Getsockname(dup); err == nil {
-		l.Local = sockaddrString(sa)
+		l.Local = "?"
+		if ap := md5.AddrPortOf(sa); ap.IsValid() {
+			l.Local = ap.String()
+		}
 	}
 	keys, err := s.Keys()
 	if err != nil {
@@ -228,14 +230,4 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 		l.Prefixes = append(l.Prefixes, k.String())
 	}
 	return l, true
-}
-
-func sockaddrString(sa unix.Sockaddr) string {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
-	}
-	return "?"
 }

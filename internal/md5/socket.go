@@ -334,3 +334,15 @@ func joinPrefixes(ps []netip.Prefix) string {
 
 // Layout of struct tcp_md5sig, pinned by a test against the kernel ABI.
 const sizeofTCPMD5Sig = int(unsafe.Sizeof(unix.TCPMD5Sig{}))
+
+// AddrPortOf converts an IPv4 or IPv6 socket address; anything else gives
+// the zero AddrPort.
+func AddrPortOf(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}

@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"golang.org/x/sys/unix"
 
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/md5"
@@ -294,8 +295,10 @@ func (s *server) adopt(files []*os.File) error {
 			return fmt.Errorf("systemd socket %s: %w", f.Name(), err)
 		}
 		name := f.Name()
-		if sa, err := syscall.Getsockname(fd); err == nil {
-			name = sockaddrString(sa)
+		if sa, err := unix.Getsockname(fd); err == nil {
+			if ap := md5.AddrPortOf(sa); ap.IsValid() {
+				name = ap.String()
+			}
 		}
 		l := &listener{name: name, file: f, sock: sock}
 		if s.cfg.Mode == ModeInetd {
@@ -310,16 +313,6 @@ func (s *server) adopt(files []*os.File) error {
 		s.lns = append(s.lns, l)
 	}
 	return nil
-}
-
-func sockaddrString(sa syscall.Sockaddr) string {
-	switch a := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-	case *syscall.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
-	}
-	return "?"
 }
 
 func (s *server) closeAll() {
@@ -365,13 +358,13 @@ func connKeyed(fd int) (bool, error) {
 
 // peerOf returns a connection's peer address for log lines.
 func peerOf(fd int) (netip.AddrPort, string) {
-	sa, err := syscall.Getpeername(fd)
+	sa, err := unix.Getpeername(fd)
 	if err != nil {
 		return netip.AddrPort{}, "unknown peer"
 	}
-	s := sockaddrString(sa)
-	ap, _ := netip.ParseAddrPort(s)
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+	ap := md5.AddrPortOf(sa)
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return ap, ap.String()
 }
 
 // rawFD returns the descriptor behind a syscall.RawConn; it stays valid as
