@@ -3,8 +3,12 @@ package shim_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
+	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -13,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
@@ -164,4 +169,95 @@ func TestSIGTERM(t *testing.T) {
 		c.Close()
 		t.Fatal("a signed dial connected after SIGTERM; the listener should be closed")
 	}
+}
+
+// manyPeers returns n filler /32 prefixes (in 10.251.0.0/16, no real peer)
+// sharing one key, plus the given entries.
+func manyPeers(n int, filler []byte, extra map[string][]byte) map[string][]byte {
+	m := make(map[string][]byte, n+len(extra))
+	for i := range n {
+		m[fmt.Sprintf("10.251.%d.%d/32", i/250, 1+i%250)] = filler
+	}
+	maps.Copy(m, extra)
+	return m
+}
+
+// Past md5.MaxReadableKeys the kernel cannot report a listener's keys, so
+// a reload compares against what the shim installed: a changed key is one
+// replacement, a removed prefix one deletion, and the kernel acts on both.
+// A systemd socket carrying that many keys from an earlier run, which no
+// one can read back, is refused rather than trusted.
+func TestReloadPastReadBackLimit(t *testing.T) {
+	e := newEnv(t)
+	const fillers = md5.MaxReadableKeys + 100
+	// ~140 bytes of option memory per key: raise this namespace's limit.
+	e.server.Run(t, "sysctl", "-qw", "net.core.optmem_max=4194304")
+	k1, kc, kc2, kf := e.secret(), e.secret(), e.secret(), e.secret()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	addr := hostPort(e.link.AddrA4, port)
+	clientNet := e.link.AddrB4.String() + "/32"
+	e.writeKeyring(kr, manyPeers(fillers, kf, map[string][]byte{"0.0.0.0/0": k1, clientNet: kc}))
+	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
+	p.waitLog(`keyed 1 listener\(s\) with `+strconv.Itoa(fillers+2)+` key\(s\)`, 20*time.Second)
+	p.waitLog(`serving`, 10*time.Second)
+	signedBanner := func(secret []byte) {
+		t.Helper()
+		c, err := e.dial(addr, secret, 5*time.Second)
+		if err != nil {
+			t.Fatalf("signed dial: %v", err)
+		}
+		defer c.Close()
+		if b, err := banner(c); err != nil || !strings.HasPrefix(b, "SSH-2.0-") {
+			t.Fatalf("banner %q, %v", b, err)
+		}
+	}
+	signedBanner(kc)
+
+	reloads := 0
+	hup := func(wantLog string) {
+		t.Helper()
+		reloads++
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		p.waitLog(`(?s)(reload: [^\n]* in force.*){`+strconv.Itoa(reloads)+`}`, 10*time.Second)
+		p.waitLog(wantLog, time.Second)
+	}
+	e.writeKeyring(kr, manyPeers(fillers, kf, map[string][]byte{"0.0.0.0/0": k1, clientNet: kc2}))
+	hup(`reload: [^\n]*: 0 added, 1 replaced, 0 deleted`)
+	signedBanner(kc2)
+	e.expectNoAnswer(addr, kc)
+
+	e.writeKeyring(kr, manyPeers(fillers, kf, map[string][]byte{"0.0.0.0/0": k1}))
+	hup(`reload: [^\n]*: 0 added, 0 replaced, 1 deleted`)
+	signedBanner(k1)
+	e.expectNoAnswer(addr, kc2)
+
+	// The same number of keys on a socket systemd would pass: refused.
+	var ln net.Listener
+	saddr := hostPort(e.link.AddrA4, port+1)
+	keys := []md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: k1}}
+	for p := range manyPeers(fillers, nil, nil) {
+		keys = append(keys, md5.Key{Prefix: netip.MustParsePrefix(p), Secret: kf})
+	}
+	if err := e.server.Do(func() error {
+		lc := net.ListenConfig{Control: md5.ListenControl(keys)}
+		lc.SetMultipathTCP(false)
+		var err error
+		ln, err = lc.Listen(t.Context(), "tcp4", saddr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, _ := ln.(*net.TCPListener).File()
+	defer f.Close()
+	p2 := e.start([]*os.File{f}, "sh", "-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`, e.shim, "-k", kr, "--", "/bin/true")
+	select {
+	case <-p2.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the shim serves a systemd socket whose keys it cannot read back")
+	}
+	if p2.err == nil {
+		t.Fatal("the shim exited 0 on a systemd socket whose keys it cannot read back")
+	}
+	p2.waitLog(`systemctl stop sshd-md5.socket sshd-md5.service`, time.Second)
 }

@@ -193,13 +193,13 @@ func (d *inetd) reload() {
 	old := d.keys
 	d.mu.Unlock()
 	for i, l := range d.lns {
-		diff, err := l.sock.Reconcile(keys)
+		diff, err := l.rekey(keys)
 		if err != nil {
 			d.log.Printf("reload: %s: %v; keeping the previous keys", l.name, err)
 			// Reconcile restored this socket; put the ones done before
 			// it back too, so all listeners agree.
 			for _, p := range d.lns[:i] {
-				if _, rerr := p.sock.Reconcile(old); rerr != nil {
+				if _, rerr := p.rekey(old); rerr != nil {
 					d.log.Printf("reload: %s: restoring the previous keys: %v", p.name, rerr)
 				}
 			}

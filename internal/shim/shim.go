@@ -68,6 +68,35 @@ type listener struct {
 	file *os.File     // systemd's socket, kept so that its fd stays open
 	sock md5.Socket   // the socket's fd and families, for keying
 	ln   net.Listener // inetd mode, and -l in either mode
+	// installed is what this process last put on sock. It stands in for
+	// the kernel's report when the socket carries more keys than
+	// sock_diag can report (md5.MaxReadableKeys); nil means unknown.
+	installed []md5.Key
+}
+
+// rekey makes the listener carry exactly keys. It compares against the
+// kernel's own report of the socket's keys; past what sock_diag can report
+// it compares against what this process installed, which is exact as long
+// as nothing else sets keys on the socket (only root could). A socket whose
+// keys can be read neither way is refused: a stale key left by an earlier
+// run, for a prefix since removed, would go on letting its holder in.
+func (l *listener) rekey(keys []md5.Key) (md5.Diff, error) {
+	have, err := l.sock.Keys()
+	if errors.Is(err, md5.ErrTooManyToRead) {
+		if l.installed == nil {
+			return md5.Diff{}, fmt.Errorf("%w; this socket came from systemd and still carries the keys of an earlier run, which cannot be read back to remove stale ones: stop the socket unit and the service together (systemctl stop sshd-md5.socket sshd-md5.service) and start them again, so that systemd makes a fresh socket", err)
+		}
+		have, err = l.installed, nil
+	}
+	if err != nil {
+		return md5.Diff{}, err
+	}
+	d, err := l.sock.ReconcileFrom(have, keys)
+	if err != nil {
+		return d, err
+	}
+	l.installed, _ = l.sock.Cover(keys)
+	return d, nil
 }
 
 // server holds the state of one run.
@@ -159,7 +188,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// be read back cannot be trusted to be there.
 	total := 0
 	for _, l := range s.lns {
-		d, err := l.sock.Reconcile(s.keys)
+		d, err := l.rekey(s.keys)
 		if err != nil {
 			return fmt.Errorf("keying %s: %w", l.name, err)
 		}
@@ -276,7 +305,9 @@ func (s *server) listen(ctx context.Context) error {
 			ln.Close()
 			return fmt.Errorf("listening on %s: %w", addr, err)
 		}
-		s.lns = append(s.lns, &listener{name: ln.Addr().String(), sock: sock, ln: ln})
+		// ListenControl put exactly these on the new socket.
+		installed, _ := sock.Cover(s.keys)
+		s.lns = append(s.lns, &listener{name: ln.Addr().String(), sock: sock, ln: ln, installed: installed})
 	}
 	return nil
 }
