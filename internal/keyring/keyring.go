@@ -362,7 +362,10 @@ func keyLines(data []byte) map[string]int {
 			continue
 		}
 		var keys []toml.Key
-		if t[0] == '[' {
+		if m := simpleHeader.FindStringSubmatch(t); m != nil {
+			table = toml.Key{m[1], m[2] + m[3]}
+			keys = []toml.Key{table}
+		} else if t[0] == '[' {
 			keys = parseKeys(t)
 			if len(keys) == 0 {
 				continue
@@ -374,8 +377,12 @@ func keyLines(data []byte) map[string]int {
 			if !ok {
 				continue
 			}
-			for _, k := range parseKeys(lhs + "= 0") {
-				keys = append(keys, append(slices.Clip(table), k...))
+			if bare := strings.TrimSpace(lhs); bareKey.MatchString(bare) {
+				keys = append(keys, append(slices.Clip(table), bare))
+			} else {
+				for _, k := range parseKeys(lhs + "= 0") {
+					keys = append(keys, append(slices.Clip(table), k...))
+				}
 			}
 		}
 		for _, k := range keys {
@@ -386,6 +393,14 @@ func keyLines(data []byte) map[string]int {
 	}
 	return lines
 }
+
+// The common shapes, [peers."10.0.0.0/8"] and key_file = ..., are read
+// without a TOML decoder: one decode per line made a 10,000-entry keyring
+// take most of a second to load.
+var (
+	simpleHeader = regexp.MustCompile(`^\[\s*([A-Za-z0-9_-]+)\s*\.\s*(?:"([^"\\]*)"|([A-Za-z0-9_-]+))\s*\]$`)
+	bareKey      = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
 
 func parseKeys(s string) []toml.Key {
 	var v map[string]any

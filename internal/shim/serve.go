@@ -193,6 +193,7 @@ func (d *inetd) reload() {
 	old := d.keys
 	d.mu.Unlock()
 	for i, l := range d.lns {
+		t0 := time.Now()
 		diff, err := l.rekey(keys)
 		if err != nil {
 			d.log.Printf("reload: %s: %v; keeping the previous keys", l.name, err)
@@ -205,7 +206,9 @@ func (d *inetd) reload() {
 			}
 			return
 		}
-		d.log.Printf("reload: %s: %s", l.name, diff)
+		// The time lets an operator with many prefixes see what a
+		// reload costs the kernel side (docs/benchmarks.md).
+		d.log.Printf("reload: %s: %s in %v", l.name, diff, time.Since(t0).Round(10*time.Microsecond))
 	}
 	d.mu.Lock()
 	d.keys, d.peers = keys, kr.Peers
