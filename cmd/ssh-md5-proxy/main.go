@@ -26,7 +26,8 @@ const usage = `Usage: ssh-md5-proxy [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-4|-6]
 
 Connect to HOST port PORT signing every segment with TCP-MD5 (RFC 2385),
 for use as an OpenSSH ProxyCommand. It never connects unsigned.
---has-key exits 0 if the keyring has a key for ALIAS, 1 if not, silently.
+--has-key exits 0 if the keyring has a key for ALIAS, 1 if not (or if
+there is no keyring at the default place), silently.
 keygen writes a new random key to FILE (mode 0600, never overwritten) and
 prints the keyring entries for both sides. probe checks a server: a signed
 connection gets its SSH host key, an unsigned one no answer (see "probe -h").
@@ -106,6 +107,17 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 		if flags.NArg() != 1 || flags.Arg(0) == "" {
 			return usageErr("--has-key: want one ALIAS, got %d argument(s)", flags.NArg())
 		}
+		// Match exec runs --has-key for every host the user connects
+		// to: with no keyring at the default place, no host has a key,
+		// and that is no reason to print on every ssh. A keyring named
+		// with -k or $SSH_MD5_KEYRING must exist.
+		if keyringPath == "" && os.Getenv("SSH_MD5_KEYRING") == "" {
+			if p, err := keyring.DefaultClientPath(); err == nil {
+				if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+					return 1
+				}
+			}
+		}
 		kr, code := loadKeyring(keyringPath, stderr)
 		if kr == nil {
 			return code
@@ -150,12 +162,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	}
 	h, ok := kr.Lookup(alias, host)
 	if !ok {
-		name := host
-		if alias != "" {
-			name = alias
-		}
-		errorf(stderr, "no key for %s in %s; it will not connect unsigned", describe(alias, host), kr.Path)
-		errorf(stderr, "hint: add a [hosts.%s] entry with key_file = \"...\" (or key = \"...\") to the keyring", tomlKey(name))
+		noKey(stderr, "", alias, host, kr.Path)
 		return 255
 	}
 
@@ -232,6 +239,21 @@ func parseTimeout(s string) (time.Duration, error) {
 		return 0, errors.New("must be positive")
 	}
 	return d, nil
+}
+
+// noKey says that the keyring has no key for the host, and which entry
+// would give it one: the alias when there is one, as Lookup tries it first.
+func noKey(stderr io.Writer, sub, alias, host, path string) {
+	name := host
+	if alias != "" {
+		name = alias
+	}
+	why := ""
+	if sub == "" {
+		why = "; it will not connect unsigned"
+	}
+	errorf(stderr, "%sno key for %s in %s%s", sub, describe(alias, host), path, why)
+	errorf(stderr, "hint: add a [hosts.%s] entry with key_file = \"...\" (or key = \"...\") to the keyring", tomlKey(name))
 }
 
 func describe(alias, host string) string {

@@ -78,7 +78,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	h, ok := kr.Lookup(alias, host)
 	if !ok {
-		errorf(stderr, "probe: no key for %s in %s; add a [hosts.%s] entry with key_file = \"...\"", describe(alias, host), kr.Path, tomlKey(host))
+		noKey(stderr, "probe: ", alias, host, kr.Path)
 		return 255
 	}
 	r := proxy.Probe(context.Background(), proxy.Options{

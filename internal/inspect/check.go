@@ -73,7 +73,11 @@ func Check(w io.Writer, path string, listen []string) error {
 			ifi, err := net.InterfaceByName(p.Interface)
 			if err != nil {
 				iface += " (MISSING)"
-				problems = append(problems, fmt.Sprintf("keyring %s line %d: [peers.%q] interface %q: %v; create it or fix the name (ip link)", path, p.Line, p.Prefix.String(), p.Interface, err))
+				var op *net.OpError
+				if errors.As(err, &op) && op.Err != nil {
+					err = op.Err // drop "route ip+net:"
+				}
+				problems = append(problems, fmt.Sprintf("%s: interface %q: %v; create it or fix the name (ip link)", p.Where(path), p.Interface, err))
 			} else {
 				ifx = ifi.Index
 			}

@@ -11,6 +11,18 @@ import (
 
 var errBadGlob = errors.New(`bad glob: syntax error in pattern; use * ? [a-z] and \ as in path.Match, e.g. "*.corp.example"`)
 
+// openHint is the fix for a file that cannot be opened, as "; ..." to
+// append, or "" when the error says enough.
+func openHint(err error, notExist string) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "; " + notExist
+	case errors.Is(err, fs.ErrPermission):
+		return "; run as the file's owner or root"
+	}
+	return ""
+}
+
 // maxFileSize bounds what we read: a keyring is small, and a key file
 // larger than this is a mistake the length check reports anyway.
 const maxFileSize = 1 << 20

@@ -75,6 +75,7 @@ type Host struct {
 
 // Peer is one [peers] entry.
 type Peer struct {
+	Name      string       // table name as written, e.g. "10.0.0.1"
 	Prefix    netip.Prefix // masked, natural family (never v4-mapped)
 	Interface string       // "" = any
 	Secret    md5.Secret
@@ -88,6 +89,16 @@ func (p Peer) Key(ifindex int) md5.Key {
 	return md5.Key{Prefix: p.Prefix, Ifindex: ifindex, Secret: p.Secret}
 }
 
+// Where names a [peers] entry of the keyring at path the way parse errors
+// do: "keyring PATH:LINE: peers.\"NAME\"".
+func (p Peer) Where(path string) string {
+	where := "keyring " + path
+	if p.Line > 0 {
+		where += ":" + strconv.Itoa(p.Line)
+	}
+	return where + ": " + toml.Key{"peers", p.Name}.String()
+}
+
 // DefaultClientPath returns $SSH_MD5_KEYRING if set and non-empty, else
 // ~/.ssh/md5-keyring.toml.
 func DefaultClientPath() (string, error) {
@@ -96,7 +107,7 @@ func DefaultClientPath() (string, error) {
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return "", fmt.Errorf("finding the keyring: %w; set SSH_MD5_KEYRING", err)
+		return "", fmt.Errorf("finding the keyring: %w; set SSH_MD5_KEYRING or pass -k KEYRING", err)
 	}
 	return filepath.Join(home, ".ssh", "md5-keyring.toml"), nil
 }
@@ -116,7 +127,7 @@ func DefaultServerPath() string {
 func Load(path string) (*Keyring, error) {
 	data, err := readSecretFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("keyring %s: %w", path, err)
+		return nil, fmt.Errorf("keyring %s: %w%s", path, err, openHint(err, "create it (chmod 600) or name another file with -k"))
 	}
 	return Parse(path, data, readSecretFile)
 }
@@ -177,6 +188,13 @@ func Parse(path string, data []byte, readKey func(path string) ([]byte, error)) 
 	}
 	p.md = md
 	p.lines = keyLines(data)
+	// The decoder leaves the maps empty for `hosts = 5` instead of
+	// failing; say so rather than report a keyring with no entries.
+	for _, top := range []string{"hosts", "peers"} {
+		if t := md.Type(top); t != "" && t != "Hash" && t != "ArrayHash" {
+			return nil, p.errorf(p.lines[top], top, "not a table; write [%s.NAME] tables with their fields on the lines below, e.g. [%s]", top, map[string]string{"hosts": "hosts.bastion", "peers": `peers."0.0.0.0/0"`}[top])
+		}
+	}
 
 	if err := p.checkUndecoded(); err != nil {
 		return nil, err
@@ -237,7 +255,7 @@ func Parse(path string, data []byte, readKey func(path string) ([]byte, error)) 
 				return nil, p.errorf(line, entry, "same prefix %s and interface as %s; keep one of them", pfx, other)
 			}
 			peerEntries[id] = entry
-			peer := Peer{Prefix: pfx, Interface: e.Interface, Line: line}
+			peer := Peer{Name: name, Prefix: pfx, Interface: e.Interface, Line: line}
 			peer.Secret, peer.Source, err = p.secret(line, key, e.Key, e.KeyFile)
 			if err != nil {
 				return nil, err
@@ -301,7 +319,11 @@ func (p *parser) secret(line int, key toml.Key, inline, keyFile string) (md5.Sec
 	}
 	b, err := p.readKey(abs)
 	if err != nil {
-		return nil, "", p.errorf(line, entry, "key_file %s: %w", abs, err)
+		fix := "create it or fix key_file"
+		if !filepath.IsAbs(keyFile) {
+			fix += " (a relative key_file is taken from the keyring's folder)"
+		}
+		return nil, "", p.errorf(line, entry, "key_file %s: %w%s", abs, err, openHint(err, fix))
 	}
 	// One trailing newline is what editors and echo add; anything else is
 	// the key's own business.
@@ -345,7 +367,12 @@ func (p *parser) tomlError(data []byte, err error) error {
 		if uerr != nil {
 			entry = m[2]
 		}
-		return p.errorf(line, entry, "%s; hosts and peers are tables of tables, and their fields are strings", m[3])
+		// m[3] names Go types ("keyring.fileHost", "int64"); say what the
+		// keyring wants instead.
+		if keyDepth(entry) >= 3 {
+			return p.errorf(line, entry, "not a string; every field is a quoted string, e.g. key_file = \"md5/bastion.key\"")
+		}
+		return p.errorf(line, entry, "not a table; hosts and peers hold tables such as [hosts.bastion] and [peers.\"0.0.0.0/0\"], with their fields on the lines below")
 	}
 	return p.errorf(0, "", "%s", strings.TrimPrefix(err.Error(), "toml: "))
 }
@@ -402,6 +429,18 @@ var (
 	bareKey      = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
+// keyDepth counts the parts of a dotted key such as hosts."a.b".key (3).
+func keyDepth(entry string) int {
+	n := 0
+	for _, k := range parseKeys(entry + " = 0") {
+		n = max(n, len(k))
+	}
+	if n == 0 {
+		n = strings.Count(entry, ".") + 1
+	}
+	return n
+}
+
 func parseKeys(s string) []toml.Key {
 	var v map[string]any
 	md, err := toml.Decode(s, &v)
@@ -421,12 +460,12 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		var err error
 		if p, err = netip.ParsePrefix(s); err != nil {
-			return netip.Prefix{}, fmt.Errorf("bad prefix: %v; %s", err, fix)
+			return netip.Prefix{}, fmt.Errorf("bad prefix: %s; %s", netipReason(err), fix)
 		}
 	} else {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("bad prefix: %v; %s", err, fix)
+			return netip.Prefix{}, fmt.Errorf("bad prefix: %s; %s", netipReason(err), fix)
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
@@ -443,6 +482,16 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("bad prefix: host bits are set; write %q", m.String())
 	}
 	return m, nil
+}
+
+// netipReason drops the `netip.ParsePrefix("...")` or `ParseAddr("...")`
+// in front of a netip error: the caller names the entry already.
+func netipReason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "\"): "); i >= 0 && strings.Contains(msg[:i], "Parse") {
+		msg = msg[i+len("\"): "):]
+	}
+	return msg
 }
 
 // hostPrefix reports whether a [hosts] name is an address or CIDR, and

@@ -53,13 +53,17 @@ func TestParseErrors(t *testing.T) {
 		{"inline table key", "hosts = { a = { key = " + secret + " } }\n", []string{kpath + ":1:", "withheld"}},
 		{"escaped key name", "[hosts.a]\n\"k\\u0065y\" = 1" + secret + "\n", []string{kpath + ":2:", "withheld"}},
 		{"newline in key", "[hosts.a]\nkey = \"" + secret + "\n\"\n", []string{kpath + ":2:", "withheld"}},
-		{"wrong type", "[hosts.a]\nkey = 5\n", []string{kpath + ":2:", "hosts.a.key", "incompatible types", "fields are strings"}},
+		{"wrong type", "[hosts.a]\nkey = 5\n", []string{kpath + ":2:", "hosts.a.key: not a string", `e.g. key_file = "md5/bastion.key"`}},
+		{"wrong type dotted name", "[hosts.\"a.b\"]\nkey = 5\n", []string{kpath + ":2:", `hosts."a.b".key: not a string`}},
+		{"entry not a table", "[hosts]\na = \"" + secret + "\"\n", []string{kpath + ":2:", "hosts.a: not a table", "[hosts.bastion]"}},
+		{"hosts not a table", "# top\nhosts = 5\n", []string{kpath + ":2:", "hosts: not a table", "[hosts.bastion]"}},
+		{"peers not a table", "peers = \"x\"\n", []string{kpath + ":1:", "peers: not a table", `[peers."0.0.0.0/0"]`}},
 		{"unknown field", "[hosts.a]\nkey = \"" + secret + "\"\nkeyfile = \"x\"\n", []string{kpath + ":3:", "hosts.a", `unknown field "keyfile"`, "hostname, key_file and key"}},
 		{"unknown peer field", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\niface = \"x\"\n", []string{kpath + ":3:", `peers."10.0.0.0/8"`, `unknown field "iface"`, "interface"}},
 		{"unknown table", "[host.a]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "unknown table host", "[hosts] and [peers]"}},
 		{"unknown top-level key", "foo = 1\n", []string{kpath + ":1:", "unknown table foo"}},
-		{"bad cidr", "[peers.\"10.0.0.0/33\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `peers."10.0.0.0/33"`, "bad prefix", "write a CIDR such as 10.0.0.0/8 or a single address"}},
-		{"bad address", "[peers.bastion]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "peers.bastion", "bad prefix", "write a CIDR"}},
+		{"bad cidr", "[peers.\"10.0.0.0/33\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `peers."10.0.0.0/33"`, "bad prefix: prefix length out of range; write a CIDR such as 10.0.0.0/8 or a single address"}},
+		{"bad address", "[peers.bastion]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "peers.bastion: bad prefix: unable to parse IP; write a CIDR"}},
 		{"host bits", "\n[peers.\"10.0.0.1/8\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":2:", `peers."10.0.0.1/8"`, "host bits", `write "10.0.0.0/8"`}},
 		{"host bits v6", "[peers.\"2001:db8::1/32\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `write "2001:db8::/32"`}},
 		{"v4-mapped", "[peers.\"::ffff:1.2.3.4\"]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", `peers."::ffff:1.2.3.4"`, "v4-mapped", "write IPv4 as 1.2.3.4"}},
@@ -78,7 +82,8 @@ func TestParseErrors(t *testing.T) {
 		{"empty key", "[peers.\"10.0.0.0/8\"]\nkey = \"\"\n", []string{kpath + ":1:", "key is 0 bytes", "1 to 80"}},
 		{"long key", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + strings.Repeat("x", 70) + "\"\n", []string{kpath + ":1:", "key is 81 bytes", "1 to 80"}},
 		{"empty key_file name", "[hosts.a]\nkey_file = \"\"\n", []string{kpath + ":1:", "key_file is empty"}},
-		{"missing key_file", "[hosts.a]\nkey_file = \"md5/nope.key\"\n", []string{kpath + ":1:", "hosts.a", "key_file /etc/ssh/md5/nope.key", "file does not exist"}},
+		{"missing key_file", "[hosts.a]\nkey_file = \"md5/nope.key\"\n", []string{kpath + ":1:", "hosts.a", "key_file /etc/ssh/md5/nope.key: file does not exist; create it or fix key_file (a relative key_file is taken from the keyring's folder)"}},
+		{"missing absolute key_file", "[hosts.a]\nkey_file = \"/etc/ssh/md5/nope.key\"\n", []string{"key_file /etc/ssh/md5/nope.key: file does not exist; create it or fix key_file"}},
 		{"empty key_file", "[hosts.a]\nkey_file = \"md5/empty.key\"\n", []string{kpath + ":1:", "key_file /etc/ssh/md5/empty.key", "key is 0 bytes", "1 to 80"}},
 		{"long key_file", "[hosts.a]\nkey_file = \"/etc/ssh/md5/long.key\"\n", []string{kpath + ":1:", "key is 81 bytes"}},
 		{"bad interface", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\ninterface = \"a/b\"\n", []string{kpath + ":1:", `peers."10.0.0.0/8"`, `interface "a/b"`, "ip link"}},
@@ -94,6 +99,11 @@ func TestParseErrors(t *testing.T) {
 				t.Fatal("Parse succeeded, want an error")
 			}
 			noLeak(t, err)
+			for _, jargon := range []string{"netip", "ParseAddr", "keyring.file", "int64", "map["} {
+				if strings.Contains(err.Error(), jargon) {
+					t.Errorf("error %q speaks Go (%q)", err, jargon)
+				}
+			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)

@@ -2,6 +2,8 @@ package keyring
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,7 +95,7 @@ func TestLoadPermissions(t *testing.T) {
 	}
 
 	_, err = Load(filepath.Join(dir, "missing.toml"))
-	if err == nil || !strings.Contains(err.Error(), "missing.toml: no such file") {
+	if err == nil || !strings.Contains(err.Error(), "missing.toml: no such file or directory; create it (chmod 600) or name another file with -k") {
 		t.Errorf("missing: err = %v", err)
 	}
 }
@@ -122,5 +124,22 @@ func TestLoadFIFO(t *testing.T) {
 	_, err := Load(p)
 	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A keyring that cannot be opened gets the fix with the reason: root never
+// meets EACCES, so the hint is checked on its own.
+func TestOpenHint(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{fs.ErrNotExist, "; create it"},
+		{fs.ErrPermission, "; run as the file's owner or root"},
+		{errors.New("other"), ""},
+	} {
+		if got := openHint(tt.err, "create it"); got != tt.want {
+			t.Errorf("openHint(%v) = %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }

@@ -446,7 +446,7 @@ func TestMPTCPRefused(t *testing.T) {
 		t.Fatalf("opening an MPTCP socket to test the refusal: %v", err)
 	}
 	defer unix.Close(fd)
-	if _, err := Inspect(fd); err == nil || !strings.Contains(err.Error(), "SetMultipathTCP(false)") {
+	if _, err := Inspect(fd); err == nil || !strings.Contains(err.Error(), "is MPTCP, which cannot carry TCP-MD5 keys; use plain TCP (for a systemd socket, drop SocketProtocol=mptcp") {
 		t.Fatalf("Inspect(MPTCP socket) = %v", err)
 	}
 }

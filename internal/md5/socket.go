@@ -35,7 +35,7 @@ func Inspect(fd int) (Socket, error) {
 	}
 	switch {
 	case proto == unix.IPPROTO_MPTCP:
-		return Socket{}, fmt.Errorf("socket %d is MPTCP, which cannot carry TCP-MD5 keys; open it with SetMultipathTCP(false)", fd)
+		return Socket{}, fmt.Errorf("socket %d is MPTCP, which cannot carry TCP-MD5 keys; use plain TCP (for a systemd socket, drop SocketProtocol=mptcp from its .socket unit)", fd)
 	case proto != unix.IPPROTO_TCP:
 		return Socket{}, fmt.Errorf("socket %d is not a TCP socket (protocol %d)", fd, proto)
 	}

@@ -112,8 +112,20 @@ func (a *attempts) list() []string {
 
 // classify turns a dial error into one that tells the user what to check.
 func classify(err error, o Options, tried []string) error {
+	network := o.Network
 	var dnsErr *net.DNSError
+	var addrErr *net.AddrError
 	switch {
+	case errors.As(err, &dnsErr) && dnsErr.Err == "unknown port",
+		errors.As(err, &addrErr) && addrErr.Err == "invalid port":
+		// Go says "lookup tcp/x" or "address x": the port, not the host.
+		return fmt.Errorf("%s port %s: not a port number (1 to 65535) or a service name from /etc/services", o.Host, o.Port)
+	case errors.As(err, &addrErr) && addrErr.Err == "no suitable address found" && (network == "tcp4" || network == "tcp6"):
+		fam, flag := "IPv6", "-6"
+		if network == "tcp4" {
+			fam, flag = "IPv4", "-4"
+		}
+		return fmt.Errorf("%s port %s: %s has no %s address, the only family %s allows; drop %s", o.Host, o.Port, o.Host, fam, flag, flag)
 	case errors.As(err, &dnsErr):
 		if dnsErr.IsTimeout {
 			return fmt.Errorf("%s port %s: resolving %s: no answer within %v", o.Host, o.Port, o.Host, o.Timeout)

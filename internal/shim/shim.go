@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/netip"
@@ -210,12 +211,32 @@ func Run(ctx context.Context, cfg Config) error {
 func checkCommand(argv []string) error {
 	p := argv[0]
 	if _, err := exec.LookPath(p); err != nil {
-		if p == "/usr/sbin/sshd" || (len(p) > 0 && p[0] == '/') {
-			return fmt.Errorf("%s not found at %s: install openssh-server or pass -- COMMAND", baseName(p), p)
+		// exec.Error and fs.PathError repeat the name: `exec: "x":
+		// stat x: no such file or directory`.
+		var ee *exec.Error
+		if errors.As(err, &ee) {
+			err = ee.Err
 		}
-		return fmt.Errorf("command %q: %w", p, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		if baseName(p) == "sshd" && errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: no such file; install openssh-server, or name the sshd to run after --, e.g. -- /usr/local/sbin/sshd -i", p)
+		}
+		return fmt.Errorf("command %s: %v; name an executable after --, e.g. -- /usr/sbin/sshd -i", p, err)
 	}
 	return nil
+}
+
+// netReason drops net.OpError's "route ip+net:" from an interface lookup
+// error: the caller names the interface.
+func netReason(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
 }
 
 func baseName(p string) string {
@@ -243,7 +264,7 @@ func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
 		if p.Interface != "" {
 			ifi, err := net.InterfaceByName(p.Interface)
 			if err != nil {
-				return nil, nil, fmt.Errorf("keyring %s line %d: [peers.%q] interface %q: %w", path, p.Line, p.Prefix.String(), p.Interface, err)
+				return nil, nil, fmt.Errorf("%s: interface %q: %w; create it or fix the name (ip link)", p.Where(path), p.Interface, netReason(err))
 			}
 			ifx = ifi.Index
 		}
