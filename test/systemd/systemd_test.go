@@ -18,7 +18,9 @@
 //
 // Requirements (the test fails, not skips, without them): root,
 // debootstrap, systemd-nspawn (systemd-container), nsenter, ip, ssh,
-// ssh-keygen, systemctl, overlayfs.
+// ssh-keygen, systemctl, overlayfs; for TestPackage and
+// TestMigrationWalkthrough also git and gzip (packaging/build-deb builds
+// the .deb, once per run, fetching nfpm through the Go module proxy).
 package systemd_test
 
 import (
@@ -52,6 +54,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(rootfsBuilt)
 	}
 	rootfsMu.Unlock()
+	removeDebDir() // package_test.go
 	os.Exit(code)
 }
 
@@ -568,24 +571,37 @@ func (c *client) dial(addr netip.Addr, port int, secret md5.Secret, timeout time
 // unsigned) gets no answer at all: a timeout, not a refusal.
 func (c *client) mustBeIgnored(t *testing.T, addr netip.Addr, secret md5.Secret, what string) {
 	t.Helper()
-	banner, err := c.dial(addr, 22, secret, 3*time.Second)
+	c.mustBeIgnoredPort(t, addr, 22, secret, what)
+}
+
+// mustBeIgnoredPort is mustBeIgnored for another port.
+func (c *client) mustBeIgnoredPort(t *testing.T, addr netip.Addr, port int, secret md5.Secret, what string) {
+	t.Helper()
+	dst := netip.AddrPortFrom(addr, uint16(port))
+	banner, err := c.dial(addr, port, secret, 3*time.Second)
 	var ne net.Error
 	switch {
 	case err == nil:
-		t.Errorf("%s connection to %s was accepted (server said %q); want no answer", what, addr, banner)
+		t.Errorf("%s connection to %s was accepted (server said %q); want no answer", what, dst, banner)
 	case errors.As(err, &ne) && ne.Timeout():
-		t.Logf("%s connection to %s: no answer within 3s, as it should be", what, addr)
+		t.Logf("%s connection to %s: no answer within 3s, as it should be", what, dst)
 	default:
-		t.Errorf("%s connection to %s: %v; want a timeout (SYN dropped), not an error", what, addr, err)
+		t.Errorf("%s connection to %s: %v; want a timeout (SYN dropped), not an error", what, dst, err)
 	}
 }
 
 // setupProxy makes the client sign with the project's ssh-md5-proxy and a
 // client keyring naming the server's addresses.
 func (c *client) setupProxy(addrs ...netip.Addr) {
+	c.t.Helper()
+	c.setupProxyBinary(testnet.BuildBinary(c.t, "cmd/ssh-md5-proxy"), addrs...)
+}
+
+// setupProxyBinary is setupProxy with the ssh-md5-proxy at bin (the one
+// from the Debian package, say).
+func (c *client) setupProxyBinary(bin string, addrs ...netip.Addr) {
 	t := c.t
 	t.Helper()
-	bin := testnet.BuildBinary(t, "cmd/ssh-md5-proxy")
 	var kr strings.Builder
 	for _, a := range addrs {
 		fmt.Fprintf(&kr, "[hosts.%q]\nkey_file = %q\n", a.String(), c.keyFile)
