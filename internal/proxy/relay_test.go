@@ -302,3 +302,35 @@ func TestCopyStdoutClosedIsQuiet(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyGrowsPipes: the relay asks for 1 MiB pipes, so that one splice
+// moves up to that much instead of 64 KiB.
+func TestCopyGrowsPipes(t *testing.T) {
+	ns, ln := keyedListener(t, md5.Secret(testSecret))
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	conn, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	inR, inW := pipePair(t, true)
+	_, outW := pipePair(t, true)
+	inW.Write([]byte("x"))
+	inW.Close()
+	if err := Copy(conn, inR, outW); err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	for _, f := range []*os.File{inR, outW} {
+		n, err := unix.FcntlInt(f.Fd(), unix.F_GETPIPE_SZ, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != spliceMax {
+			t.Errorf("%s: pipe size %d, want %d", f.Name(), n, spliceMax)
+		}
+	}
+}
