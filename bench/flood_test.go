@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -73,8 +72,8 @@ func BenchmarkSYNFlood(b *testing.B) {
 	// sshd runs `true` with root's shell; SHLVL=1 keeps bash from reading
 	// root's ~/.bashrc (pyenv init), which would dominate the login time.
 	sshd := testnet.NewSSHD(b, "SetEnv SHLVL=1")
-	shim := flStart(b, server, secret, shimBin, append([]string{"-k", serverKeyring, "-l", "[::]:" + strconv.Itoa(flPort), "--"}, sshd.InetdArgs()...)...)
-	shim.waitLog(b, `serving .* in inetd mode`, 20*time.Second)
+	shim := startProc(b, server, filepath.Base(shimBin), secret, shimBin, append([]string{"-k", serverKeyring, "-l", "[::]:" + strconv.Itoa(flPort), "--"}, sshd.InetdArgs()...)...)
+	shim.waitLog(`serving .* in inetd mode`, 20*time.Second)
 	shimPID := shim.cmd.Process.Pid
 
 	sshArgs := append(sshd.SSHArgs(), "-p", strconv.Itoa(flPort),
@@ -101,7 +100,7 @@ func BenchmarkSYNFlood(b *testing.B) {
 		}
 		d := time.Since(t0)
 		if err != nil {
-			b.Fatalf("signed login: %v\n%s", err, flRedact(out.Bytes(), secret))
+			b.Fatalf("signed login: %v\n%s", err, redact(out.Bytes(), secret))
 		}
 		return float64(d.Microseconds()) / 1000
 	}
@@ -243,72 +242,9 @@ func flWrite(b *testing.B, path string, data []byte) {
 	}
 }
 
-func flRedact(out, secret []byte) []byte {
-	return bytes.ReplaceAll(out, secret, []byte("[secret]"))
-}
-
-// flProc is a background process whose output is collected.
-type flProc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
-
-func (p *flProc) Write(x []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(x)
-}
-
-func (p *flProc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// flStart runs a command in ns in a process group of its own; cleanup
-// kills the group (the shim and the sessions it spawned).
-func flStart(b *testing.B, ns *testnet.NS, secret []byte, name string, args ...string) *flProc {
-	b.Helper()
-	p := &flProc{cmd: ns.Cmd(name, args...), done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.cmd.WaitDelay = 2 * time.Second
-	if err := p.cmd.Start(); err != nil {
-		b.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	b.Cleanup(func() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-		if b.Failed() {
-			b.Logf("output of %s:\n%s", filepath.Base(name), flRedact([]byte(p.log()), secret))
-		}
-	})
-	return p
-}
-
-func (p *flProc) waitLog(b *testing.B, re string, limit time.Duration) {
-	b.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(limit)
-	for !rx.MatchString(p.log()) {
-		select {
-		case <-p.done:
-			b.Fatalf("%s exited before logging %q:\n%s", p.cmd.Path, re, p.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("no output matching %q after %v:\n%s", re, limit, p.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // flHping is a running flood.
 type flHping struct {
-	p     *flProc
+	p     *proc
 	start time.Time
 }
 
@@ -318,14 +254,14 @@ type flHping struct {
 // hping3 prints its statistics.
 func flStartHping(b *testing.B, attacker *testnet.NS, ifc, dst string, port int) *flHping {
 	b.Helper()
-	p := &flProc{done: make(chan struct{})}
+	p := &proc{b: b, name: "hping3", done: make(chan struct{})}
 	p.cmd = attacker.Cmd("timeout", "-s", "INT", "-k", "2", strconv.Itoa(int(flFloodLimit/time.Second)),
 		"hping3", "-I", ifc, "-S", "--flood", "-p", strconv.Itoa(port), dst)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		b.Fatalf("start hping3: %v", err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	b.Cleanup(func() {
 		select {
 		case <-p.done:

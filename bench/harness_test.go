@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -132,6 +133,17 @@ func Percentile(xs []float64, p float64) float64 {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	// Fail before a run of many minutes, not after it. go test runs in
+	// the package's directory, so a relative path is taken from bench/.
+	for _, f := range []string{*flagReport, *flagPlot} {
+		if f == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
+			fmt.Fprintf(os.Stderr, "bench: cannot write %s: no folder %s (a relative path is taken from bench/; bench/run passes absolute ones)\n", f, filepath.Dir(f))
+			os.Exit(2)
+		}
+	}
 	code := m.Run()
 	if code == 0 && *flagReport != "" {
 		if err := writeReport(*flagReport, results, notes); err != nil {

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -47,7 +46,7 @@ type lgEnv struct {
 	clientKR string // ssh-md5-proxy keyring: [hosts."*"]
 	spipeKey string // spiped's 32-byte key file
 
-	plain, inetd, listener, backend, spiped *lgProc
+	plain, inetd, listener, backend, spiped *proc
 }
 
 // lgNewEnv sets up the namespaces, keys and configs and starts: sshd -D
@@ -97,25 +96,25 @@ func lgNewEnv(b *testing.B) *lgEnv {
 	plainConf := e.configWith("ListenAddress 0.0.0.0:" + strconv.Itoa(lgPortPlain))
 	backendConf := e.configWith("ListenAddress 127.0.0.1:" + strconv.Itoa(lgPortBackend))
 
-	e.plain = lgStart(b, e.srv, "sshd -D", e.secret, "/usr/sbin/sshd", "-D", "-e", "-f", plainConf)
+	e.plain = startProc(b, e.srv, "sshd -D", e.secret, "/usr/sbin/sshd", "-D", "-e", "-f", plainConf)
 	e.plain.waitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortPlain), 20*time.Second)
 
-	e.inetd = lgStart(b, e.srv, "sshd-md5-socket inetd", e.secret, shim,
+	e.inetd = startProc(b, e.srv, "sshd-md5-socket inetd", e.secret, shim,
 		"-k", serverKR, "-l", "0.0.0.0:"+strconv.Itoa(lgPortInetd), "--",
 		"/usr/sbin/sshd", "-i", "-e", "-f", e.sshd.Config)
 	e.inetd.waitLog(`serving .* in inetd mode`, 20*time.Second)
 
 	// sshd_config has no ListenAddress: Debian's sshd serves the sockets
 	// it is handed (LISTEN_FDS) and binds nothing itself.
-	e.listener = lgStart(b, e.srv, "sshd-md5-socket listener", e.secret, shim,
+	e.listener = startProc(b, e.srv, "sshd-md5-socket listener", e.secret, shim,
 		"--mode", "listener", "-k", serverKR, "-l", "0.0.0.0:"+strconv.Itoa(lgPortListener), "--",
 		"/usr/sbin/sshd", "-D", "-e", "-f", e.sshd.Config)
 	e.listener.waitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortListener), 20*time.Second)
 
-	e.backend = lgStart(b, e.srv, "sshd -D behind spiped", e.secret, "/usr/sbin/sshd", "-D", "-e", "-f", backendConf)
+	e.backend = startProc(b, e.srv, "sshd -D behind spiped", e.secret, "/usr/sbin/sshd", "-D", "-e", "-f", backendConf)
 	e.backend.waitLog(`Server listening on 127\.0\.0\.1 port `+strconv.Itoa(lgPortBackend), 20*time.Second)
 
-	e.spiped = lgStart(b, e.srv, "spiped", e.secret, "spiped", "-d", "-F",
+	e.spiped = startProc(b, e.srv, "spiped", e.secret, "spiped", "-d", "-F",
 		"-s", "[0.0.0.0]:"+strconv.Itoa(lgPortSpiped),
 		"-t", "[127.0.0.1]:"+strconv.Itoa(lgPortBackend), "-k", e.spipeKey)
 	e.waitListen(lgPortSpiped, e.spiped, 20*time.Second)
@@ -160,7 +159,7 @@ func randSuffix() string {
 
 // waitListen waits until something listens on TCP port in the server
 // namespace (spiped -F says nothing when it is ready).
-func (e *lgEnv) waitListen(port int, p *lgProc, limit time.Duration) {
+func (e *lgEnv) waitListen(port int, p *proc, limit time.Duration) {
 	e.b.Helper()
 	deadline := time.Now().Add(limit)
 	for {
@@ -185,7 +184,7 @@ type lgCase struct {
 	name string
 	port int
 	opts []string // ssh options for this case (ProxyCommand, ...)
-	log  *lgProc  // the process whose stderr has sshd's log for this case
+	log  *proc    // the process whose stderr has sshd's log for this case
 }
 
 // cases returns the cases of the comparison, the baseline first.
@@ -254,10 +253,10 @@ func (e *lgEnv) login(ns *testnet.NS, host string, c lgCase) float64 {
 	err = cmd.Wait()
 	d := time.Since(t0)
 	if stop() {
-		e.b.Fatalf("%s: ssh login to %s still running after 60s, killed\n%s", c.name, host, lgRedact(stderr.Bytes(), e.secret))
+		e.b.Fatalf("%s: ssh login to %s still running after 60s, killed\n%s", c.name, host, redact(stderr.Bytes(), e.secret))
 	}
 	if err != nil {
-		e.b.Fatalf("%s: ssh login to %s: %v\n%s", c.name, host, err, lgRedact(stderr.Bytes(), e.secret))
+		e.b.Fatalf("%s: ssh login to %s: %v\n%s", c.name, host, err, redact(stderr.Bytes(), e.secret))
 	}
 	return float64(d.Microseconds()) / 1000
 }
@@ -265,7 +264,7 @@ func (e *lgEnv) login(ns *testnet.NS, host string, c lgCase) float64 {
 var lgAcceptedRE = regexp.MustCompile(`Accepted publickey for root from (\S+) port (\d+)`)
 
 // accepted returns the peer addresses in p's "Accepted publickey" lines.
-func lgAccepted(p *lgProc) []string {
+func lgAccepted(p *proc) []string {
 	var out []string
 	for _, m := range lgAcceptedRE.FindAllStringSubmatch(p.log(), -1) {
 		out = append(out, m[1])
@@ -285,7 +284,7 @@ func (e *lgEnv) warm(ns *testnet.NS, host string, c lgCase) string {
 			return a[len(a)-1]
 		}
 		if time.Now().After(deadline) {
-			e.b.Fatalf("%s: login worked but %s logged no \"Accepted publickey\" line:\n%s", c.name, c.log.name, lgRedact([]byte(c.log.log()), e.secret))
+			e.b.Fatalf("%s: login worked but %s logged no \"Accepted publickey\" line:\n%s", c.name, c.log.name, redact([]byte(c.log.log()), e.secret))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -295,13 +294,13 @@ func (e *lgEnv) warm(ns *testnet.NS, host string, c lgCase) string {
 // an unsigned connection.
 func (e *lgEnv) check() {
 	e.b.Helper()
-	for _, p := range []*lgProc{e.plain, e.inetd, e.listener, e.backend, e.spiped} {
+	for _, p := range []*proc{e.plain, e.inetd, e.listener, e.backend, e.spiped} {
 		if bytes.Contains([]byte(p.log()), e.secret) {
 			e.b.Fatalf("the TCP-MD5 secret appears in the output of %s", p.name)
 		}
 	}
 	if strings.Contains(e.inetd.log(), "closed unsigned connection") {
-		e.b.Fatalf("sshd-md5-socket saw an unsigned connection:\n%s", lgRedact([]byte(e.inetd.log()), e.secret))
+		e.b.Fatalf("sshd-md5-socket saw an unsigned connection:\n%s", redact([]byte(e.inetd.log()), e.secret))
 	}
 }
 
@@ -355,7 +354,7 @@ func BenchmarkLogin(b *testing.B) {
 	samples := Alternate(b, rounds, fns...)
 	e.check()
 	// Every login must have been accepted by the sshd of its case.
-	want := map[*lgProc]int{}
+	want := map[*proc]int{}
 	for _, r := range runs {
 		want[r.c.log] += rounds + 1
 	}
@@ -407,79 +406,9 @@ func lgWho(e *lgEnv, peer string) string {
 	return ""
 }
 
-// lgProc is a background server with its output collected.
-type lgProc struct {
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-	err  error
-	b    *testing.B
-}
-
-func (p *lgProc) Write(x []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(x)
-}
-
-func (p *lgProc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// lgStart runs a server in ns, in a process group of its own that cleanup
-// kills.
-func lgStart(b *testing.B, ns *testnet.NS, name string, secret []byte, prog string, args ...string) *lgProc {
-	b.Helper()
-	p := &lgProc{name: name, cmd: ns.Cmd(prog, args...), done: make(chan struct{}), b: b}
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.cmd.WaitDelay = 2 * time.Second
-	if err := p.cmd.Start(); err != nil {
-		b.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	b.Cleanup(func() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-		if b.Failed() {
-			b.Logf("output of %s:\n%s", name, lgRedact([]byte(p.log()), secret))
-		}
-	})
-	return p
-}
-
-// waitLog waits until the output matches re.
-func (p *lgProc) waitLog(re string, limit time.Duration) {
-	p.b.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(limit)
-	for !rx.MatchString(p.log()) {
-		select {
-		case <-p.done:
-			p.b.Fatalf("%s exited (%v) before logging %q:\n%s", p.name, p.err, re, p.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.b.Fatalf("%s: no output matching %q after %v:\n%s", p.name, re, limit, p.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func lgWrite(b *testing.B, path string, data []byte) {
 	b.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		b.Fatal(err)
 	}
-}
-
-func lgRedact(out, secret []byte) string {
-	if len(secret) == 0 {
-		return string(out)
-	}
-	return string(bytes.ReplaceAll(out, secret, []byte("[secret]")))
 }

@@ -95,7 +95,7 @@ func memProxy(b *testing.B) {
 		spKey := filepath.Join(dir, "spiped.key")
 		flWrite(b, spKey, flSecret(b))
 		port := memFreePort(b, ns)
-		d := flStart(b, ns, secret, "spiped", "-d", "-F", "-s", fmt.Sprintf("[127.0.0.1]:%d", port),
+		d := startProc(b, ns, "spiped", secret, "spiped", "-d", "-F", "-s", fmt.Sprintf("[127.0.0.1]:%d", port),
 			"-t", fmt.Sprintf("[127.0.0.1]:%d", plain.port), "-k", spKey)
 		memWaitListen(b, ns, port, d)
 		relays = append(relays, &relay{name: "spipe (spiped, unsigned)", comm: "spipe", argv: []string{"spipe", "-t", fmt.Sprintf("[127.0.0.1]:%d", port), "-k", spKey}, recv: plain})
@@ -158,9 +158,9 @@ func memShim(b *testing.B) {
 	var idleRSS, idleHWM, idleFDs, rss, hwm, fds, afterRSS []float64
 	for r := 0; r < memRounds(); r++ {
 		port := memFreePort(b, ns)
-		shim := flStart(b, ns, secret, shimBin, "-k", keyring, "-l", fmt.Sprintf("127.0.0.1:%d", port),
+		shim := startProc(b, ns, filepath.Base(shimBin), secret, shimBin, "-k", keyring, "-l", fmt.Sprintf("127.0.0.1:%d", port),
 			"--max-conns", strconv.Itoa(2*n), "--", "/bin/cat")
-		shim.waitLog(b, `serving .* in inetd mode`, 20*time.Second)
+		shim.waitLog(`serving .* in inetd mode`, 20*time.Second)
 		pid := shim.cmd.Process.Pid
 		time.Sleep(300 * time.Millisecond)
 		st := memStatus(b, pid)
@@ -314,7 +314,7 @@ func memCopy(b *testing.B, ns *testnet.NS, comm string, argv []string, recv *mem
 	if err != nil {
 		b.Fatal(err)
 	}
-	errb := &flProc{}
+	errb := &testnet.LockedBuffer{}
 	cmd.Stderr = errb
 	t0 := time.Now()
 	err = cmd.Start()
@@ -386,7 +386,7 @@ func memCopy(b *testing.B, ns *testnet.NS, comm string, argv []string, recv *mem
 				}
 				_ = cmd.Process.Kill()
 				b.Fatalf("%s stalled: the receiver has %d of %d bytes and got nothing for %v; the relay is %s and %s bytes wait in its stdin pipe; stderr:\n%s",
-					argv[0], p-recv.base.Load(), size, memStallLimit, alive, queued, flRedact([]byte(errb.log()), secret))
+					argv[0], p-recv.base.Load(), size, memStallLimit, alive, queued, redact([]byte(errb.String()), secret))
 			}
 		}
 	}
@@ -413,7 +413,7 @@ func memCopy(b *testing.B, ns *testnet.NS, comm string, argv []string, recv *mem
 		b.Fatalf("%s: %v", argv[0], werr)
 	}
 	if werr != nil {
-		b.Fatalf("%s exited with %v; stderr:\n%s", argv[0], werr, flRedact([]byte(errb.log()), secret))
+		b.Fatalf("%s exited with %v; stderr:\n%s", argv[0], werr, redact([]byte(errb.String()), secret))
 	}
 	if got != size {
 		b.Fatalf("%s: the receiver got %d bytes of %d", argv[0], got, size)
@@ -523,7 +523,7 @@ func memFreePort(b *testing.B, ns *testnet.NS) int {
 }
 
 // memWaitListen waits until something listens on 127.0.0.1:port in ns.
-func memWaitListen(b *testing.B, ns *testnet.NS, port int, p *flProc) {
+func memWaitListen(b *testing.B, ns *testnet.NS, port int, p *proc) {
 	b.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -27,7 +27,7 @@ func writeReport(path string, rs []Result, notes map[string][]string) error {
 	for _, l := range machine() {
 		fmt.Fprintf(&b, "- %s\n", l)
 	}
-	b.WriteString("\nn is the number of samples: one per round, the cases of a table interleaved and their order rotated each round (7 rounds by default; logins 50, memory 3). p50 is the median; p99 is the nearest-rank 99th percentile, so with few samples it is the worst one. Ratios divide this case's statistic by the same statistic of the case named in \"vs\".\n")
+	b.WriteString("\nn is the number of samples: one per round, the cases of a table interleaved and their order rotated each round (7 rounds by default; logins 50, memory 3). p50 is the median; p99 is the nearest-rank 99th percentile, so with few samples it is the worst one; min..max shows the spread, so a ratio can be told from noise. Ratios divide this case's statistic by the same statistic of the case named in \"vs\".\n")
 	if Quick() {
 		b.WriteString("\n**This is a -quick run: sizes and rounds are cut down; the figures prove the harness runs, nothing more.**\n")
 	}
@@ -41,8 +41,8 @@ func writeReport(path string, rs []Result, notes map[string][]string) error {
 	}
 	for _, sec := range sections {
 		fmt.Fprintf(&b, "\n### %s\n\n", sec)
-		b.WriteString("| link | case | unit | n | p50 | p99 | vs | ratio p50 | ratio p99 | target | met |\n")
-		b.WriteString("|---|---|---|--:|--:|--:|---|--:|--:|---|---|\n")
+		b.WriteString("| link | case | unit | n | p50 | p99 | min..max | vs | ratio p50 | ratio p99 | target | met |\n")
+		b.WriteString("|---|---|---|--:|--:|--:|--:|---|--:|--:|---|---|\n")
 		var rowNotes []string
 		for _, r := range rs {
 			if r.Section != sec {
@@ -71,8 +71,8 @@ func writeReport(path string, rs []Result, notes map[string][]string) error {
 				}
 				tgt, met = strings.Join(ts, ", "), strings.Join(ms, ", ")
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n",
-				r.Link, r.Case, r.Unit, len(r.Samples), num(p50), num(p99), vs, r50, r99, tgt, met)
+			fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s..%s | %s | %s | %s | %s | %s |\n",
+				r.Link, r.Case, r.Unit, len(r.Samples), num(p50), num(p99), num(Percentile(r.Samples, 0)), num(Percentile(r.Samples, 100)), vs, r50, r99, tgt, met)
 			if r.Note != "" {
 				rowNotes = append(rowNotes, fmt.Sprintf("- %s (%s): %s", r.Case, r.Link, r.Note))
 			}

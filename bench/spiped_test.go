@@ -73,10 +73,10 @@ func BenchmarkSpipedThroughput(b *testing.B) {
 		err = cmd.Wait()
 		d := time.Since(t0)
 		if stop() {
-			b.Fatalf("%s: the transfer of %d MiB stalled: ssh still running after %v, killed (ssh and its ProxyCommand)\n%s", c.name, size>>20, limit, lgRedact(stderr.Bytes(), e.secret))
+			b.Fatalf("%s: the transfer of %d MiB stalled: ssh still running after %v, killed (ssh and its ProxyCommand)\n%s", c.name, size>>20, limit, redact(stderr.Bytes(), e.secret))
 		}
 		if werr != nil || err != nil {
-			b.Fatalf("%s: ssh transfer: write: %v; ssh: %v\n%s", c.name, werr, err, lgRedact(stderr.Bytes(), e.secret))
+			b.Fatalf("%s: ssh transfer: write: %v; ssh: %v\n%s", c.name, werr, err, redact(stderr.Bytes(), e.secret))
 		}
 		if got := strings.TrimSpace(stdout.String()); got != strconv.Itoa(size) {
 			b.Fatalf("%s: the server counted %q bytes, sent %d", c.name, got, size)
