@@ -482,22 +482,8 @@ func memFDs(b *testing.B, pid int) int {
 // memChildren counts the live (not zombie) children of pid.
 func memChildren(pid int) int {
 	n := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) >= 2 && f[0] != "Z" && f[1] == strconv.Itoa(pid) {
+	for _, st := range testnet.Children(pid) {
+		if st != "Z" {
 			n++
 		}
 	}

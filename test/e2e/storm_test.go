@@ -240,39 +240,9 @@ func countFDs(t *testing.T, pid int) int {
 	return len(ents)
 }
 
-// children returns the pids whose parent is pid, with their state.
-func children(pid int) map[int]string {
-	kids := map[int]string{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parens.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		if pp, _ := strconv.Atoi(f[1]); pp == pid {
-			kids[p] = f[0]
-		}
-	}
-	return kids
-}
-
 func zombieChildren(pid int) []int {
 	var z []int
-	for p, st := range children(pid) {
+	for p, st := range testnet.Children(pid) {
 		if st == "Z" {
 			z = append(z, p)
 		}
@@ -287,7 +257,7 @@ func waitNoChildren(t *testing.T, pid int, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
 		live := 0
-		for _, st := range children(pid) {
+		for _, st := range testnet.Children(pid) {
 			if st != "Z" {
 				live++
 			}
