@@ -2,6 +2,8 @@ package manpage
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -17,6 +19,24 @@ type Usage struct {
 	// COMMANDS in the man page must name its options; "" for the main
 	// usage text, whose options belong in OPTIONS or COMMANDS.
 	Sub string
+}
+
+// Review checks the page p of command prog under the repository root: its
+// source against the command's usage texts (Problems), then its generated
+// copy against the source (Check). Each problem says what to fix.
+func Review(root string, p Page, prog string, usages []Usage) []string {
+	src, err := os.ReadFile(filepath.Join(root, p.Source))
+	if err != nil {
+		return []string{err.Error()}
+	}
+	probs := Problems(p.Source, prog, src, usages)
+	if len(probs) > 0 {
+		probs = append(probs, fmt.Sprintf("edit %s, then run %q in the repository root", p.Source, Regenerate))
+	}
+	if err := Check(root, p); err != nil {
+		probs = append(probs, err.Error())
+	}
+	return probs
 }
 
 // Problems compares a man page source with the usage texts of its

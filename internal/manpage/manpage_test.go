@@ -9,16 +9,6 @@ import (
 	"testing"
 )
 
-// TestPagesCurrent checks every generated page against its source, as
-// the tests of the commands do for their own page.
-func TestPagesCurrent(t *testing.T) {
-	for _, p := range Pages {
-		if err := Check("../..", p); err != nil {
-			t.Error(err)
-		}
-	}
-}
-
 // TestCheckSaysHowToFix: a stale page fails with the command to run.
 func TestCheckSaysHowToFix(t *testing.T) {
 	dir := t.TempDir()
