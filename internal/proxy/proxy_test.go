@@ -74,6 +74,13 @@ func TestClassify(t *testing.T) {
 func keyedListener(t *testing.T, secret md5.Secret) (*testnet.NS, net.Listener) {
 	t.Helper()
 	ns := testnet.NewNS(t, "proxy")
+	return ns, keyedListenerAt(t, ns, netip.MustParseAddr("127.0.0.1"), secret)
+}
+
+// keyedListenerAt listens on addr (any port) in ns, keyed with secret for
+// every IPv4 peer.
+func keyedListenerAt(t *testing.T, ns *testnet.NS, addr netip.Addr, secret md5.Secret) net.Listener {
+	t.Helper()
 	var ln net.Listener
 	err := ns.Do(func() error {
 		lc := net.ListenConfig{Control: md5.ListenControl([]md5.Key{
@@ -81,14 +88,14 @@ func keyedListener(t *testing.T, secret md5.Secret) (*testnet.NS, net.Listener) 
 		})}
 		lc.SetMultipathTCP(false)
 		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+		ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(addr, 0).String())
 		return err
 	})
 	if err != nil {
 		t.Fatalf("keyed listener: %v", err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	return ns, ln
+	return ln
 }
 
 // dialIn runs Dial inside ns. A literal address is dialled on the calling
@@ -104,6 +111,17 @@ func dialIn(ns *testnet.NS, o Options) (c *net.TCPConn, err error) {
 	return c, err
 }
 
+// dialTestKey dials ln's address from ns, signed with testSecret.
+func dialTestKey(t *testing.T, ns *testnet.NS, ln net.Listener) *net.TCPConn {
+	t.Helper()
+	addr := ln.Addr().(*net.TCPAddr)
+	conn, err := dialIn(ns, Options{Host: addr.IP.String(), Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	return conn
+}
+
 func portOf(ln net.Listener) string { return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port) }
 
 // TestSendFD passes a signed connection over a socketpair the way ssh
@@ -116,10 +134,7 @@ func TestSendFD(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 		}
 	}()
-	conn, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
+	conn := dialTestKey(t, ns, ln)
 	defer conn.Close()
 
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
@@ -210,10 +225,7 @@ func TestCopyHalfClose(t *testing.T) {
 		}
 		fmt.Fprintf(c, "%x\n", h.Sum(nil))
 	}()
-	conn, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
+	conn := dialTestKey(t, ns, ln)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	r, w, err := os.Pipe()
 	if err != nil {

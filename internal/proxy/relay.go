@@ -113,7 +113,8 @@ func copyDown(stdout io.Writer, conn *net.TCPConn) (int64, error) {
 }
 
 // pipeFD describes f if it is a pipe: whether Go's poller can wait on it
-// (it is non-blocking) or the relay must poll(2) itself.
+// (it is non-blocking) or the relay must poll(2) itself. It also asks for
+// a pipe of spliceMax bytes.
 func pipeFD(f *os.File) (rc syscall.RawConn, pollable bool, ok bool) {
 	rc, err := f.SyscallConn()
 	if err != nil {

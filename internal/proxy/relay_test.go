@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -41,6 +40,14 @@ func pipePair(t *testing.T, blocking bool) (r, w *os.File) {
 	return r, w
 }
 
+// pipeMode names a pipePair kind, for subtest names.
+func pipeMode(blocking bool) string {
+	if blocking {
+		return "blocking"
+	}
+	return "nonblocking"
+}
+
 // relayServer accepts one connection on ln, reads it to EOF, hashing what
 // it got, then sends down bytes of data and closes; the hash goes to got.
 func relayServer(ln net.Listener, down []byte, got chan<- string) {
@@ -65,17 +72,14 @@ func relayServer(ln net.Listener, down []byte, got chan<- string) {
 // for non-blocking ones.
 func TestCopySplices(t *testing.T) {
 	for _, blocking := range []bool{true, false} {
-		t.Run(map[bool]string{true: "blocking", false: "nonblocking"}[blocking], func(t *testing.T) {
+		t.Run(pipeMode(blocking), func(t *testing.T) {
 			ns, ln := keyedListener(t, md5.Secret(testSecret))
 			up, down := make([]byte, 4<<20+123), make([]byte, 3<<20+45)
 			rand.Read(up)
 			rand.Read(down)
 			got := make(chan string, 1)
 			go relayServer(ln, down, got)
-			conn, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
+			conn := dialTestKey(t, ns, ln)
 			inR, inW := pipePair(t, blocking)
 			outR, outW := pipePair(t, blocking)
 			up0, down0 := spliceStats.up.Load(), spliceStats.down.Load()
@@ -125,7 +129,7 @@ func TestCopySplices(t *testing.T) {
 // empty stdin.
 func TestCopyFullPipeNoSpin(t *testing.T) {
 	for _, blocking := range []bool{true, false} {
-		t.Run(map[bool]string{true: "blocking", false: "nonblocking"}[blocking], func(t *testing.T) {
+		t.Run(pipeMode(blocking), func(t *testing.T) {
 			ns, ln := keyedListener(t, md5.Secret(testSecret))
 			down := make([]byte, 8<<20)
 			go func() {
@@ -136,10 +140,7 @@ func TestCopyFullPipeNoSpin(t *testing.T) {
 				defer c.Close()
 				c.Write(down) // far more than the pipe and socket buffers hold
 			}()
-			conn, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
+			conn := dialTestKey(t, ns, ln)
 			inR, inW := pipePair(t, blocking) // stays open and empty: ssh has nothing to say
 			outR, outW := pipePair(t, blocking)
 			done := make(chan error, 1)
@@ -182,7 +183,7 @@ func TestCopyLongUploadNoStall(t *testing.T) {
 		size int64
 	}{{"loopback", 1 << 30}, {"veth", 256 << 20}} {
 		for _, blocking := range []bool{true, false} {
-			name := link.name + "/" + map[bool]string{true: "blocking", false: "nonblocking"}[blocking]
+			name := link.name + "/" + pipeMode(blocking)
 			t.Run(name, func(t *testing.T) {
 				size := link.size
 				if testing.Short() {
@@ -194,20 +195,7 @@ func TestCopyLongUploadNoStall(t *testing.T) {
 					cli = testnet.NewNS(t, "relay-cli")
 					addr = testnet.Connect(t, srv, cli).AddrA4
 				}
-				var ln net.Listener
-				err := srv.Do(func() error {
-					lc := net.ListenConfig{Control: md5.ListenControl([]md5.Key{
-						{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: md5.Secret(testSecret)},
-					})}
-					lc.SetMultipathTCP(false)
-					var err error
-					ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(addr, 0).String())
-					return err
-				})
-				if err != nil {
-					t.Fatalf("keyed listener: %v", err)
-				}
-				defer ln.Close()
+				ln := keyedListenerAt(t, srv, addr, md5.Secret(testSecret))
 				got := make(chan int64, 1)
 				go func() {
 					c, err := ln.Accept()
@@ -219,10 +207,7 @@ func TestCopyLongUploadNoStall(t *testing.T) {
 					n, _ := io.Copy(io.Discard, c)
 					got <- n
 				}()
-				conn, err := dialIn(cli, Options{Host: addr.String(), Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
-				if err != nil {
-					t.Fatalf("Dial: %v", err)
-				}
+				conn := dialTestKey(t, cli, ln)
 				inR, inW := pipePair(t, blocking)
 				_, outW := pipePair(t, blocking)
 				go func() {
@@ -264,7 +249,7 @@ func TestCopyLongUploadNoStall(t *testing.T) {
 // on the user's terminal after every logout.
 func TestCopyStdoutClosedIsQuiet(t *testing.T) {
 	for _, blocking := range []bool{true, false} {
-		t.Run(map[bool]string{true: "blocking", false: "nonblocking"}[blocking], func(t *testing.T) {
+		t.Run(pipeMode(blocking), func(t *testing.T) {
 			ns, ln := keyedListener(t, md5.Secret(testSecret))
 			go func() {
 				c, err := ln.Accept()
@@ -279,10 +264,7 @@ func TestCopyStdoutClosedIsQuiet(t *testing.T) {
 					}
 				}
 			}()
-			conn, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
+			conn := dialTestKey(t, ns, ln)
 			inR, _ := pipePair(t, blocking)
 			outR, outW := pipePair(t, blocking)
 			done := make(chan error, 1)
@@ -313,10 +295,7 @@ func TestCopyGrowsPipes(t *testing.T) {
 			c.Close()
 		}
 	}()
-	conn, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
+	conn := dialTestKey(t, ns, ln)
 	inR, inW := pipePair(t, true)
 	_, outW := pipePair(t, true)
 	inW.Write([]byte("x"))
