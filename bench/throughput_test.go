@@ -168,6 +168,31 @@ func tpProxyCmd(l *tpLab, bin string, port int, fdpass bool) (*exec.Cmd, *bytes.
 	return cmd, &stderr
 }
 
+// tpStartCopy starts the proxy in copy mode with pipes on its stdin and
+// stdout, as ssh gives them, and returns our ends of both.
+func tpStartCopy(b *testing.B, l *tpLab, bin string, port int) (cmd *exec.Cmd, stderr *bytes.Buffer, stdin, stdout *os.File) {
+	b.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd, stderr = tpProxyCmd(l, bin, port, false)
+	cmd.Stdin, cmd.Stdout = inR, outW
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		b.Fatalf("%s: start ssh-md5-proxy: %v", l.name, err)
+	}
+	return cmd, stderr, inW, outR
+}
+
 // tpWait waits for the proxy (killing it after limit) and returns its
 // user+system CPU time in seconds.
 func tpWait(b *testing.B, l *tpLab, what string, cmd *exec.Cmd, stderr *bytes.Buffer, limit time.Duration) float64 {
@@ -190,24 +215,8 @@ func tpWait(b *testing.B, l *tpLab, what string, cmd *exec.Cmd, stderr *bytes.Bu
 // sink receives them. It returns MB/s and the proxy's CPU s/GB.
 func tpProxyCopyUp(b *testing.B, l *tpLab, bin string, s *tpSink, n int64) (float64, float64) {
 	b.Helper()
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		b.Fatal(err)
-	}
+	cmd, stderr, inW, outR := tpStartCopy(b, l, bin, tpPort(s.ln))
 	defer outR.Close()
-	cmd, stderr := tpProxyCmd(l, bin, tpPort(s.ln), false)
-	cmd.Stdin, cmd.Stdout = inR, outW
-	err = cmd.Start()
-	inR.Close()
-	outW.Close()
-	if err != nil {
-		inW.Close()
-		b.Fatalf("%s: start ssh-md5-proxy: %v", l.name, err)
-	}
 	go io.Copy(io.Discard, outR) // the receiver sends nothing; EOF when the proxy exits
 	inW.SetWriteDeadline(time.Now().Add(tpLimit(n)))
 	werr := tpSend(inW, n)
@@ -231,24 +240,9 @@ func tpProxyCopyUp(b *testing.B, l *tpLab, bin string, s *tpSink, n int64) (floa
 func tpProxyCopyDown(b *testing.B, l *tpLab, bin string, s *tpSource, n int64) (float64, float64) {
 	b.Helper()
 	s.setSize(n)
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		b.Fatal(err)
-	}
+	cmd, stderr, inW, outR := tpStartCopy(b, l, bin, tpPort(s.ln))
 	defer inW.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		b.Fatal(err)
-	}
 	defer outR.Close()
-	cmd, stderr := tpProxyCmd(l, bin, tpPort(s.ln), false)
-	cmd.Stdin, cmd.Stdout = inR, outW
-	err = cmd.Start()
-	inR.Close()
-	outW.Close()
-	if err != nil {
-		b.Fatalf("%s: start ssh-md5-proxy: %v", l.name, err)
-	}
 	outR.SetReadDeadline(time.Now().Add(tpLimit(n)))
 	x := tpDrain(outR) // EOF: the server closed, the proxy exited
 	cpu := tpWait(b, l, "copy down", cmd, stderr, tpLimit(n))
