@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -67,20 +66,14 @@ func Check(w io.Writer, path string, listen []string) error {
 		if p.Prefix.Addr().Is4() {
 			fam = "IPv4"
 		}
-		iface, ifx := "any interface", 0
+		iface := "any interface"
 		if p.Interface != "" {
 			iface = "interface " + p.Interface
-			ifi, err := net.InterfaceByName(p.Interface)
-			if err != nil {
-				iface += " (MISSING)"
-				var op *net.OpError
-				if errors.As(err, &op) && op.Err != nil {
-					err = op.Err // drop "route ip+net:"
-				}
-				problems = append(problems, fmt.Sprintf("%s: interface %q: %v; create it or fix the name (ip link)", p.Where(path), p.Interface, err))
-			} else {
-				ifx = ifi.Index
-			}
+		}
+		ifx, err := p.Ifindex(path)
+		if err != nil {
+			iface += " (MISSING)"
+			problems = append(problems, err.Error())
 		}
 		fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s\n", fam, p.Prefix, iface, p.Source)
 		keys = append(keys, p.Key(ifx))

@@ -44,6 +44,7 @@ package keyring
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -97,6 +98,26 @@ func (p Peer) Where(path string) string {
 		where += ":" + strconv.Itoa(p.Line)
 	}
 	return where + ": " + toml.Key{"peers", p.Name}.String()
+}
+
+// Ifindex resolves the entry's interface to the index a key is bound to
+// (0: any interface). The error names the entry of the keyring at path
+// and the fix.
+func (p Peer) Ifindex(path string) (int, error) {
+	if p.Interface == "" {
+		return 0, nil
+	}
+	ifi, err := net.InterfaceByName(p.Interface)
+	if err != nil {
+		// The entry names the interface: drop net.OpError's
+		// "route ip+net:".
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			err = op.Err
+		}
+		return 0, fmt.Errorf("%s: interface %q: %w; create it or fix the name (ip link)", p.Where(path), p.Interface, err)
+	}
+	return ifi.Index, nil
 }
 
 // DefaultClientPath returns $SSH_MD5_KEYRING if set and non-empty, else

@@ -229,16 +229,6 @@ func checkCommand(argv []string) error {
 	return nil
 }
 
-// netReason drops net.OpError's "route ip+net:" from an interface lookup
-// error: the caller names the interface.
-func netReason(err error) error {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Err != nil {
-		return op.Err
-	}
-	return err
-}
-
 func baseName(p string) string {
 	for i := len(p) - 1; i >= 0; i-- {
 		if p[i] == '/' {
@@ -260,13 +250,9 @@ func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
 	}
 	keys := make([]md5.Key, 0, len(kr.Peers))
 	for _, p := range kr.Peers {
-		ifx := 0
-		if p.Interface != "" {
-			ifi, err := net.InterfaceByName(p.Interface)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: interface %q: %w; create it or fix the name (ip link)", p.Where(path), p.Interface, netReason(err))
-			}
-			ifx = ifi.Index
+		ifx, err := p.Ifindex(path)
+		if err != nil {
+			return nil, nil, err
 		}
 		keys = append(keys, p.Key(ifx))
 	}
