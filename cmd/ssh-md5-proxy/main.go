@@ -116,6 +116,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 				if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 					return 1
 				}
+				keyringPath = p
 			}
 		}
 		kr, code := loadKeyring(keyringPath, stderr)
