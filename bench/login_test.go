@@ -117,7 +117,7 @@ func lgNewEnv(b *testing.B) *lgEnv {
 	e.spiped = startProc(b, e.srv, "spiped", e.secret, "spiped", "-d", "-F",
 		"-s", "[0.0.0.0]:"+strconv.Itoa(lgPortSpiped),
 		"-t", "[127.0.0.1]:"+strconv.Itoa(lgPortBackend), "-k", e.spipeKey)
-	e.waitListen(lgPortSpiped, e.spiped, 20*time.Second)
+	e.spiped.waitListen(e.srv, lgPortSpiped, 20*time.Second) // spiped -F says nothing when ready
 
 	// Only these listeners, nothing bound by an sshd on its own.
 	out := e.srv.Run(b, "ss", "-Hltn")
@@ -155,28 +155,6 @@ func randSuffix() string {
 	r := make([]byte, 4)
 	_, _ = rand.Read(r)
 	return hex.EncodeToString(r)
-}
-
-// waitListen waits until something listens on TCP port in the server
-// namespace (spiped -F says nothing when it is ready).
-func (e *lgEnv) waitListen(port int, p *proc, limit time.Duration) {
-	e.b.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		out := e.srv.Run(e.b, "ss", "-Hltn", "sport = :"+strconv.Itoa(port))
-		if strings.TrimSpace(out) != "" {
-			return
-		}
-		select {
-		case <-p.done:
-			e.b.Fatalf("%s exited before listening on port %d: %v\n%s", p.name, port, p.err, p.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			e.b.Fatalf("%s not listening on port %d after %v:\n%s", p.name, port, limit, p.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // lgCase is one way of logging in.

@@ -97,7 +97,7 @@ func memProxy(b *testing.B) {
 		port := memFreePort(b, ns)
 		d := startProc(b, ns, "spiped", secret, "spiped", "-d", "-F", "-s", fmt.Sprintf("[127.0.0.1]:%d", port),
 			"-t", fmt.Sprintf("[127.0.0.1]:%d", plain.port), "-k", spKey)
-		memWaitListen(b, ns, port, d)
+		d.waitListen(ns, port, 10*time.Second)
 		relays = append(relays, &relay{name: "spipe (spiped, unsigned)", comm: "spipe", argv: []string{"spipe", "-t", fmt.Sprintf("[127.0.0.1]:%d", port), "-k", spKey}, recv: plain})
 	} else {
 		SectionNote(memSectionProxy, "spiped is not installed, so there is no spipe row (bench/run installs it).")
@@ -506,27 +506,6 @@ func memFreePort(b *testing.B, ns *testnet.NS) int {
 		b.Fatal(err)
 	}
 	return port
-}
-
-// memWaitListen waits until something listens on 127.0.0.1:port in ns.
-func memWaitListen(b *testing.B, ns *testnet.NS, port int, p *proc) {
-	b.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := ns.Cmd("ss", "-Hltn", fmt.Sprintf("sport = :%d", port)).Output()
-		if strings.Contains(string(out), fmt.Sprintf(":%d", port)) {
-			return
-		}
-		select {
-		case <-p.done:
-			b.Fatalf("%s exited:\n%s", p.cmd.Path, p.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("nothing listens on port %d after 10 s", port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func memSize(n int64) string {

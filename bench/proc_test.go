@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"os/exec"
 	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -63,6 +65,27 @@ func (p *proc) waitLog(re string, limit time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			p.b.Fatalf("%s: no output matching %q after %v:\n%s", p.name, re, limit, p.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitListen waits until something listens on TCP port in ns, failing
+// if the process exits first or limit passes.
+func (p *proc) waitListen(ns *testnet.NS, port int, limit time.Duration) {
+	p.b.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		if strings.TrimSpace(ns.Run(p.b, "ss", "-Hltn", "sport = :"+strconv.Itoa(port))) != "" {
+			return
+		}
+		select {
+		case <-p.done:
+			p.b.Fatalf("%s exited before listening on port %d: %v\n%s", p.name, port, p.err, p.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.b.Fatalf("%s not listening on port %d after %v:\n%s", p.name, port, limit, p.log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
