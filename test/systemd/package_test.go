@@ -95,26 +95,7 @@ func newDebHost(t *testing.T) *debHost {
 	h := &debHost{root: overlay(t, lower)}
 	h.deb = "/root/" + filepath.Base(deb)
 	copyFile(t, deb, filepath.Join(h.root, h.deb), 0o644)
-	writeFile(t, filepath.Join(h.root, "etc/ssh/sshd_config.d/test.conf"), "UseDNS no\nLogLevel VERBOSE\n", 0o644)
-	hostPub, err := os.ReadFile(filepath.Join(h.root, "etc/ssh/ssh_host_ed25519_key.pub"))
-	if err != nil {
-		t.Fatalf("no ed25519 host key in the root (openssh-server's postinst makes them): %v", err)
-	}
-
-	cl := &client{t: t, dir: t.TempDir()}
-	cl.clientKey = filepath.Join(cl.dir, "id_ed25519")
-	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test/systemd", "-f", cl.clientKey)
-	pub, err := os.ReadFile(cl.clientKey + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(h.root, "root/.ssh"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(h.root, "root/.ssh/authorized_keys"), string(pub), 0o600)
-	cl.knownHosts = filepath.Join(cl.dir, "known_hosts")
-	writeFile(t, cl.knownHosts, "* "+string(hostPub), 0o600)
-	cl.keyFile = filepath.Join(cl.dir, "default.key")
+	cl := newRootClient(t, h.root)
 	h.cl = cl
 
 	h.ns = testnet.NewNS(t, "ct")

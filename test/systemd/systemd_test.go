@@ -567,6 +567,34 @@ func (c *client) dial(addr netip.Addr, port int, secret md5.Secret, timeout time
 	return strings.TrimSpace(line), nil
 }
 
+// newRootClient makes sshd in root log verbosely without DNS lookups and
+// returns a client with a new ed25519 key that root's authorized_keys
+// accepts, trusting root's host key (openssh-server's postinst made it).
+// Its keyFile is named, not written.
+func newRootClient(t *testing.T, root string) *client {
+	t.Helper()
+	writeFile(t, filepath.Join(root, "etc/ssh/sshd_config.d/test.conf"), "UseDNS no\nLogLevel VERBOSE\n", 0o644)
+	hostPub, err := os.ReadFile(filepath.Join(root, "etc/ssh/ssh_host_ed25519_key.pub"))
+	if err != nil {
+		t.Fatalf("no ed25519 host key in the root (openssh-server's postinst makes them): %v", err)
+	}
+	cl := &client{t: t, dir: t.TempDir()}
+	cl.clientKey = filepath.Join(cl.dir, "id_ed25519")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test/systemd", "-f", cl.clientKey)
+	pub, err := os.ReadFile(cl.clientKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "root/.ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "root/.ssh/authorized_keys"), string(pub), 0o600)
+	cl.knownHosts = filepath.Join(cl.dir, "known_hosts")
+	writeFile(t, cl.knownHosts, "* "+string(hostPub), 0o600)
+	cl.keyFile = filepath.Join(cl.dir, "default.key")
+	return cl
+}
+
 // mustBeIgnored checks that a connection to addr:22 signed with secret (nil:
 // unsigned) gets no answer at all: a timeout, not a refusal.
 func (c *client) mustBeIgnored(t *testing.T, addr netip.Addr, secret md5.Secret, what string) {
@@ -652,28 +680,7 @@ func TestBootInetdAndListener(t *testing.T) {
 			"[peers.\"0.0.0.0/0\"]\nkey_file = \"/etc/ssh/md5/default.key\"\n"+
 			"[peers.\"::/0\"]\nkey_file = \"/etc/ssh/md5/default.key\"\n", 0o600)
 	os.Chmod(filepath.Join(root, "etc/ssh/md5"), 0o700)
-	writeFile(t, filepath.Join(root, "etc/ssh/sshd_config.d/test.conf"), "UseDNS no\nLogLevel VERBOSE\n", 0o644)
-
-	// The container's host key: openssh-server's postinst made them.
-	hostPub, err := os.ReadFile(filepath.Join(root, "etc/ssh/ssh_host_ed25519_key.pub"))
-	if err != nil {
-		t.Fatalf("no ed25519 host key in the root (openssh-server's postinst makes them): %v", err)
-	}
-
-	cl := &client{t: t, dir: t.TempDir()}
-	cl.clientKey = filepath.Join(cl.dir, "id_ed25519")
-	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test/systemd", "-f", cl.clientKey)
-	pub, err := os.ReadFile(cl.clientKey + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(root, "root/.ssh"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(root, "root/.ssh/authorized_keys"), string(pub), 0o600)
-	cl.knownHosts = filepath.Join(cl.dir, "known_hosts")
-	writeFile(t, cl.knownHosts, "* "+string(hostPub), 0o600)
-	cl.keyFile = filepath.Join(cl.dir, "default.key")
+	cl := newRootClient(t, root)
 	writeFile(t, cl.keyFile, secret+"\n", 0o600)
 
 	// As README.md says: Debian's units off, ours enabled. systemctl
