@@ -11,7 +11,7 @@
 #   BINDIR   $(PREFIX)/bin                  ssh-md5-proxy
 #   SBINDIR  $(PREFIX)/sbin                 sshd-md5-socket
 #   MANDIR   $(PREFIX)/share/man            man1/ssh-md5-proxy.1, man8/sshd-md5-socket.8
-#   UNITDIR  $(PREFIX)/lib/systemd/system   contrib/systemd/*.socket, *.service
+#   UNITDIR  $(PREFIX)/lib/systemd/system   contrib/systemd/*.service
 #   DOCDIR   $(PREFIX)/share/doc/sshmd5     README.md, sshd-md5-2222.conf
 #
 # UNITDIR: systemd reads units from /usr/local/lib/systemd/system as well
@@ -38,7 +38,7 @@ OUT = bin
 GO = $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 
 GOFILES := $(shell find cmd internal -name '*.go' -not -name '*_test.go') go.mod go.sum
-UNITS := $(wildcard contrib/systemd/*.socket contrib/systemd/*.service)
+UNITS := $(wildcard contrib/systemd/*.service)
 MANPAGES := man/ssh-md5-proxy.1 man/sshd-md5-socket.8
 
 .PHONY: all build install uninstall man test clean

@@ -24,15 +24,17 @@ const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|li
 Put the TCP-MD5 (RFC 2385) keys of KEYRING's [peers] on sshd's listening
 sockets, so that only peers signing with their key can connect.
 
-Sockets come from systemd (LISTEN_FDS) if it passes any, else from -l.
-Each gets one key per [peers] prefix; a listener is refused if any peer
+-l opens each address with the keys on before listen(); a keyring that
+does not load opens nothing. Under systemd the keyed sockets go to its fd
+store and come back, keyed, after a restart or a crash. Sockets of a
+.socket unit (LISTEN_FDS) are keyed at start; what queued before is closed.
+Each listener gets one key per [peers] prefix, and is refused if any peer
 family it takes (IPv4, IPv6, both for [::]) has no catch-all key.
-Connections queued before the keys were set are closed, never served.
 
   -k KEYRING     keyring (default $CREDENTIALS_DIRECTORY/md5-keyring.toml
                  under systemd, else /etc/ssh/md5-keyring.toml)
   -l ADDR        listen on ADDR, e.g. -l [::]:22 (IPv4 and IPv6) or
-                 -l 0.0.0.0:22; repeatable; ignored under systemd
+                 -l 0.0.0.0:22; repeatable
   --mode inetd   (default) accept here and run COMMAND per connection with
                  it as stdin/stdout (default COMMAND: /usr/sbin/sshd -i).
                  Works with any OpenSSH; each connection's key is checked;
@@ -50,10 +52,19 @@ Connections queued before the keys were set are closed, never served.
 
 check: print what KEYRING would install per -l ADDR (default [::]:22) and
 why the shim would refuse it; status: drop counters and the key prefixes of
-each running listener here (--json). Neither prints keys; 1 = a problem.
+each running listener here (--json), and why the last start failed. Both
+warn while ssh.service or ssh.socket is not masked. Neither prints keys.
+Exit 1: check would refuse; status found a listener that takes unsigned
+peers, keys it cannot read, or no listener.
 
 Exit status: 0 after SIGTERM, 1 on errors, 2 on usage errors.
 `
+
+// hup subscribes to SIGHUP before main runs: by default a SIGHUP kills a
+// Go program, and one can come at any moment of startup.
+var hup = make(chan os.Signal, 1)
+
+func init() { signal.Notify(hup, syscall.SIGHUP) }
 
 func main() { os.Exit(Main()) }
 
@@ -69,6 +80,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func run(args []string, stderr *os.File) int {
 	if len(args) > 0 && (args[0] == "check" || args[0] == "status") {
+		signal.Reset(syscall.SIGHUP)
 		return runInspect(args[0], args[1:], os.Stdout, stderr)
 	}
 	var cfg shim.Config
@@ -92,6 +104,7 @@ func run(args []string, stderr *os.File) int {
 	}
 	cfg.Command = fs.Args()
 	cfg.Stderr = stderr
+	cfg.Reload = hup
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -145,6 +145,9 @@ func Check(w io.Writer, path string, listen []string) error {
 		}
 		fmt.Fprintf(w, "net.ipv6.bindv6only = %s\n", what)
 	}
+	for _, warn := range hostWarnings(listen) {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}

@@ -27,7 +27,11 @@ type Listener struct {
 	Process  string   `json:"process"`
 	Keys     int      `json:"keys"`
 	Prefixes []string `json:"prefixes"`
-	Error    string   `json:"error,omitempty"`
+	// Unprotected names what the socket takes unsigned: "" when every
+	// peer family it takes is covered by a catch-all key.
+	Unprotected string `json:"unprotected,omitempty"`
+	Error       string `json:"error,omitempty"`
+	port        uint16
 }
 
 // Report is what Status finds.
@@ -41,7 +45,14 @@ type Report struct {
 	// OtherNetns counts matching processes in another network namespace,
 	// whose keys sock_diag cannot read from here; they are skipped.
 	OtherNetns int `json:"other_netns_processes"`
+	// Warnings: ways plain sshd could take a protected port back, and
+	// why the shim is not running.
+	Warnings []string `json:"warnings"`
 }
+
+// RuntimeGlob finds the runtime directories of the sshd-md5 units, where
+// a start that failed leaves its reason (shim.StateFile).
+var RuntimeGlob = "/run/sshd-md5*/startup-error"
 
 // Status reads the drop counters and the keys of every listening TCP
 // socket held by a process named in ProcNames, and prints them as text
@@ -57,12 +68,16 @@ func Status(w io.Writer, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	var failed []string
+	var failed, open []string
 	for _, l := range r.Listeners {
-		if l.Error != "" {
+		switch {
+		case l.Error != "":
 			failed = append(failed, fmt.Sprintf("pid %d (%s) %s: %s", l.PID, l.Process, l.Local, l.Error))
+		case l.Unprotected != "":
+			open = append(open, fmt.Sprintf("%s (pid %d, %s) takes %s", l.Local, l.PID, l.Process, l.Unprotected))
 		}
 	}
+	r.Warnings = append(startupErrors(), UnmaskedSSH(UnitRoot)...)
 	if asJSON {
 		if r.Listeners == nil {
 			r.Listeners = []Listener{}
@@ -82,6 +97,8 @@ func Status(w io.Writer, asJSON bool) error {
 				fmt.Fprintf(w, "keys unknown: %s\n", l.Error)
 			case l.Keys == 0:
 				fmt.Fprintf(w, "0 keys: takes unsigned connections\n")
+			case l.Unprotected != "":
+				fmt.Fprintf(w, "%d keys: %s; UNPROTECTED: takes %s\n", l.Keys, strings.Join(l.Prefixes, ", "), l.Unprotected)
 			default:
 				const show = 20
 				ps := l.Prefixes
@@ -94,22 +111,60 @@ func Status(w io.Writer, asJSON bool) error {
 			}
 		}
 	}
-	if r.OtherNetns > 0 && !asJSON {
-		fmt.Fprintf(w, "(skipped %d %s process(es) in other network namespaces; run status there, e.g. with ip netns exec or nsenter -n -t PID)\n", r.OtherNetns, strings.Join(ProcNames, "/"))
+	if !asJSON {
+		if r.OtherNetns > 0 {
+			fmt.Fprintf(w, "(skipped %d %s process(es) in other network namespaces; run status there, e.g. with ip netns exec or nsenter -n -t PID)\n", r.OtherNetns, strings.Join(ProcNames, "/"))
+		}
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(w, "warning: %s\n", warn)
+		}
 	}
+	var problems []string
 	if len(r.Listeners) == 0 {
-		return fmt.Errorf("no listening TCP socket of a process named %s found in /proc; is the service running (in this network namespace)?", strings.Join(ProcNames, " or "))
+		if os.Geteuid() != 0 {
+			problems = append(problems, "found no listener: reading other processes' sockets (/proc/PID/fd) needs root; run sshd-md5-socket status as root")
+		} else {
+			problems = append(problems, fmt.Sprintf("no listening TCP socket of a process named %s found in /proc; is the service running (in this network namespace)?", strings.Join(ProcNames, " or ")))
+		}
+	}
+	if len(open) > 0 {
+		problems = append(problems, "unprotected listener(s): "+strings.Join(open, "; "))
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("could not read the keys of %s", strings.Join(failed, "; "))
+		problems = append(problems, "could not read the keys of "+strings.Join(failed, "; "))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
 	}
 	return nil
 }
 
+// startupErrors reports the reason a unit's last start failed, if the
+// shim left one (it removes it once it serves).
+func startupErrors() []string {
+	var out []string
+	files, _ := filepath.Glob(RuntimeGlob)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		msg := strings.TrimSpace(string(b))
+		if len(msg) > 2000 {
+			msg = msg[:2000] + "..."
+		}
+		out = append(out, fmt.Sprintf("the last start of the shim failed, so nothing listens and the port is closed (%s): %s", filepath.Dir(f), msg))
+	}
+	return out
+}
+
 // listeners finds the listening TCP sockets of the ProcNames processes,
 // each once (a socket shared by the shim and sshd is listed for the
-// lowest pid).
-func listeners() ([]Listener, int, error) {
+// lowest pid), and then every socket of any other process (systemd with a
+// .socket unit, a plain sshd) that listens on one of their ports: the
+// kernel lets such a socket's peers in unsigned on a port meant to be
+// protected.
+func listeners(ports ...uint16) ([]Listener, int, error) {
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, 0, fmt.Errorf("listing /proc: %w", err)
@@ -122,6 +177,7 @@ func listeners() ([]Listener, int, error) {
 	type proc struct {
 		pid  int
 		comm string
+		ours bool
 	}
 	var ps []proc
 	for _, e := range procs {
@@ -134,28 +190,42 @@ func listeners() ([]Listener, int, error) {
 			continue // gone
 		}
 		comm := strings.TrimSpace(string(b))
-		if !slices.Contains(ProcNames, comm) {
-			continue
-		}
+		ours := slices.Contains(ProcNames, comm)
 		if id, err := netnsID(e.Name()); err != nil {
 			continue // gone, or a kernel thread
 		} else if id != self {
-			other++
+			if ours {
+				other++
+			}
 			continue
 		}
-		ps = append(ps, proc{pid, comm})
+		ps = append(ps, proc{pid, comm, ours})
 	}
-	slices.SortFunc(ps, func(a, b proc) int { return a.pid - b.pid })
+	// Ours first, so that a socket shared with systemd's fd store is
+	// listed for the shim or sshd, not for pid 1.
+	slices.SortFunc(ps, func(a, b proc) int {
+		if a.ours != b.ours {
+			if a.ours {
+				return -1
+			}
+			return 1
+		}
+		return a.pid - b.pid
+	})
 	seen := map[string]bool{}
+	protected := map[uint16]bool{}
+	for _, p := range ports {
+		protected[p] = true
+	}
 	var out []Listener
 	for _, p := range ps {
 		dir := fmt.Sprintf("/proc/%d/fd", p.pid)
 		fds, err := os.ReadDir(dir)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			if errors.Is(err, os.ErrNotExist) || !p.ours {
 				continue
 			}
-			return nil, 0, fmt.Errorf("listing %s: %w (run as root)", dir, err)
+			return nil, 0, fmt.Errorf("listing %s: %w (reading another process's sockets needs root: run sshd-md5-socket status as root)", dir, err)
 		}
 		var pidfd = -1
 		for _, e := range fds {
@@ -174,8 +244,11 @@ func listeners() ([]Listener, int, error) {
 				}
 			}
 			l, ok := inspectFD(pidfd, target)
-			if !ok {
+			if !ok || (!p.ours && !protected[l.port]) {
 				continue
+			}
+			if p.ours {
+				protected[l.port] = true
 			}
 			seen[link] = true
 			l.PID, l.Process = p.pid, p.comm
@@ -217,6 +290,7 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 		l.Local = "?"
 		if ap := md5.AddrPortOf(sa); ap.IsValid() {
 			l.Local = ap.String()
+			l.port = ap.Port()
 		}
 	}
 	keys, err := s.Keys()
@@ -228,6 +302,17 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 	l.Prefixes = []string{}
 	for _, k := range keys {
 		l.Prefixes = append(l.Prefixes, k.String())
+	}
+	if _, unc := s.Cover(keys); len(unc) > 0 {
+		var names []string
+		for _, u := range unc {
+			fam := "IPv4"
+			if u.Addr().Is6() {
+				fam = "IPv6"
+			}
+			names = append(names, fam)
+		}
+		l.Unprotected = strings.Join(names, " and ") + " peers unsigned (no catch-all key)"
 	}
 	return l, true
 }

@@ -14,8 +14,14 @@ import (
 // execListener drains what queued before the keys, then replaces this
 // process with the command, passing the keyed listeners the systemd way
 // (fd 3 on, LISTEN_FDS, LISTEN_PID = our pid, which exec keeps).
+// Sockets keyed before listen() are not drained: everything queued on
+// them is signed (key holders who connected across a restart), and sshd
+// serves it.
 func (s *server) execListener() error {
 	for _, l := range s.lns {
+		if l.own {
+			continue
+		}
 		if err := s.drain(l); err != nil {
 			return err
 		}

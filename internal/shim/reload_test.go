@@ -259,5 +259,58 @@ func TestReloadPastReadBackLimit(t *testing.T) {
 	if p2.err == nil {
 		t.Fatal("the shim exited 0 on a systemd socket whose keys it cannot read back")
 	}
-	p2.waitLog(`systemctl stop sshd-md5.socket sshd-md5.service`, time.Second)
+	p2.waitLog(`systemctl stop NAME.socket NAME.service`, time.Second)
+}
+
+// A SIGHUP while the shim loads a large keyring and keys its socket (config
+// management, a reload right after a start, pkill -HUP sshd) used to be
+// the default action, death: the shim now takes it from its first line of
+// Go, and it becomes a reload once serving.
+func TestSIGHUPDuringStartup(t *testing.T) {
+	e := newEnv(t)
+	e.server.Run(t, "sysctl", "-qw", "net.core.optmem_max=4194304")
+	k := e.secret()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	e.writeKeyring(kr, manyPeers(5000, e.secret(), map[string][]byte{"0.0.0.0/0": k}))
+	addr := hostPort(e.link.AddrA4, port)
+	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
+	// "ip netns exec" is the process until it execs the shim; a HUP to
+	// it would kill ip, not test the shim. Then leave the Go runtime its
+	// few microseconds of start-up before the handler exists.
+	pid := p.cmd.Process.Pid
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); filepath.Base(exe) == "sshd-md5-socket" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shim did not start within 5s")
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	sent := 0
+	for !strings.Contains(p.log(), "keyed 1 listener") {
+		select {
+		case <-p.done:
+			t.Fatalf("the shim died after %d SIGHUP(s) during startup: %v\n%s", sent, p.err, p.log())
+		default:
+		}
+		syscall.Kill(pid, syscall.SIGHUP)
+		sent++
+		time.Sleep(time.Millisecond)
+	}
+	if sent < 10 {
+		t.Fatalf("only %d SIGHUPs went out before the shim had keyed its socket; the keyring should take longer to load", sent)
+	}
+	p.waitLog(`serving`, 10*time.Second)
+	// The HUPs before serving are one reload, right after serving starts.
+	p.waitLog(`(?s)serving.*reload: [^\n]* in force`, 20*time.Second)
+	c, err := e.dial(addr, k, 5*time.Second)
+	if err != nil {
+		t.Fatalf("signed dial after the startup SIGHUPs: %v", err)
+	}
+	defer c.Close()
+	if b, err := banner(c); err != nil || !strings.HasPrefix(b, "SSH-2.0-") {
+		t.Fatalf("banner %q, %v", b, err)
+	}
+	t.Logf("%d SIGHUPs during startup: the shim lived and reloaded once serving", sent)
 }

@@ -30,9 +30,15 @@ type inetd struct {
 
 func (s *server) serveInetd(ctx context.Context) error {
 	d := &inetd{server: s, slots: make(chan struct{}, s.cfg.MaxConns)}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := s.cfg.Reload
+	if hup == nil {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGHUP)
+		defer signal.Stop(c)
+		hup = c
+	}
+	// A SIGHUP that came while loading and keying waits in hup (buffered,
+	// one deep): it becomes one reload right after serving starts.
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -20,11 +20,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
 
+	"github.com/sshmd5/sshmd5/internal/fdstore"
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/md5"
 )
@@ -48,6 +50,11 @@ type Config struct {
 	MaxConns int      // inetd mode: concurrent children; 0 = DefaultMaxConns
 	Command  []string // what to run; nil = the mode's sshd default
 	Stderr   *os.File // log and children's stderr; nil = os.Stderr
+	// Reload delivers SIGHUP. The command subscribes before anything
+	// else, so that a HUP during startup (config management, a reload
+	// right after a start, pkill -HUP sshd) is not the default action,
+	// death, but one reload once serving. Buffer it one deep.
+	Reload <-chan os.Signal
 }
 
 // UsageError is a command-line mistake; the command exits 2 on it.
@@ -65,10 +72,16 @@ func DefaultCommand(mode string) []string {
 
 // listener is one keyed listening socket.
 type listener struct {
-	name string       // address, for messages
-	file *os.File     // systemd's socket, kept so that its fd stays open
-	sock md5.Socket   // the socket's fd and families, for keying
-	ln   net.Listener // inetd mode, and -l in either mode
+	name      string       // address, for messages
+	file      *os.File     // systemd's socket, kept so that its fd stays open
+	sock      md5.Socket   // the socket's fd and families, for keying
+	ln        net.Listener // inetd mode, and -l in either mode
+	listen    string       // the address to open it on again
+	storeName string       // its name in systemd's fd store; "" = not stored
+	stored    bool         // came from systemd's fd store
+	// own: this project opened it keyed before listen(), so nothing
+	// unsigned can be queued on it (a .socket unit's socket can).
+	own bool
 	// installed is what this process last put on sock. It stands in for
 	// the kernel's report when the socket carries more keys than
 	// sock_diag can report (md5.MaxReadableKeys); nil means unknown.
@@ -85,7 +98,7 @@ func (l *listener) rekey(keys []md5.Key) (md5.Diff, error) {
 	have, err := l.sock.Keys()
 	if errors.Is(err, md5.ErrTooManyToRead) {
 		if l.installed == nil {
-			return md5.Diff{}, fmt.Errorf("%w; this socket came from systemd and still carries the keys of an earlier run, which cannot be read back to remove stale ones: stop the socket unit and the service together (systemctl stop sshd-md5.socket sshd-md5.service) and start them again, so that systemd makes a fresh socket", err)
+			return md5.Diff{}, fmt.Errorf("%w; this socket came from a .socket unit and still carries the keys of an earlier run, which cannot be read back to remove stale ones: stop its .socket unit and the service together (systemctl stop NAME.socket NAME.service) and start them again, so that systemd makes a fresh socket, or let the shim open its socket itself with -l, as the units in contrib/systemd do", err)
 		}
 		have, err = l.installed, nil
 	}
@@ -154,42 +167,89 @@ func NewLogger(w io.Writer) *log.Logger {
 
 // Run keys the listeners and serves until ctx is done (inetd mode) or execs
 // the command (listener mode; Run returns only on error).
+//
+// The keyring is loaded before any socket is opened: a keyring that does
+// not load means no listener at all, so the port is closed, never open.
+// Sockets this process opens get their keys before listen(), and are put
+// in systemd's file descriptor store, so that a restart or a crash finds
+// them again, keyed, with the key holders who connected meanwhile queued.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Check(); err != nil {
 		return err
 	}
 	s := &server{cfg: cfg, log: NewLogger(cfg.Stderr)}
+	defer s.closeAll()
+	err := s.start(ctx)
+	if err != nil {
+		var ue UsageError
+		if !errors.As(err, &ue) {
+			s.failed(err)
+		}
+		return err
+	}
+	s.started()
+	if cfg.Mode == ModeListener {
+		return s.execListener()
+	}
+	return s.serveInetd(ctx)
+}
+
+// start loads the keyring and opens, adopts and keys every listener.
+func (s *server) start(ctx context.Context) error {
+	cfg := s.cfg
 	// Take systemd's sockets first, before anything can fail: they must not
 	// leak into children, and Files sets close-on-exec on them.
-	files := activation.Files(true)
-	if len(files) == 0 && len(cfg.Listen) == 0 {
+	stored, passed := splitFiles(activation.Files(true))
+	closeFiles := func(fs []*os.File) {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	if len(passed) == 0 && len(cfg.Listen) == 0 {
+		closeFiles(stored)
 		return UsageError{"no sockets: systemd passed none (LISTEN_FDS) and no -l ADDR was given"}
 	}
 	if err := checkCommand(cfg.Command); err != nil {
+		closeFiles(append(stored, passed...))
 		return err
 	}
 	kr, keys, err := loadKeys(cfg.Keyring)
 	if err != nil {
+		// Our copies of stored sockets close with this process; systemd
+		// keeps its own, still keyed with the keys of the last good run.
+		closeFiles(append(stored, passed...))
 		return err
 	}
 	s.keys, s.peers = keys, kr.Peers
-	defer s.closeAll()
-	if len(files) > 0 {
+	if len(passed) > 0 {
+		// A .socket unit's sockets: bound by systemd, unkeyed until now.
 		if len(cfg.Listen) > 0 {
-			s.log.Printf("using the %d socket(s) systemd passed; ignoring -l", len(files))
+			s.log.Printf("using the %d socket(s) systemd passed; ignoring -l", len(passed))
 		}
-		if err := s.adopt(files); err != nil {
+		closeFiles(stored)
+		if err := s.adopt(passed, false); err != nil {
 			return err
 		}
-	} else if err := s.listen(ctx); err != nil {
+	} else if err := s.listenOrReuse(ctx, stored); err != nil {
 		return err
 	}
-	// Read back and make exact: keys left on a systemd-held socket by an
-	// earlier run with another keyring must go, and a key set that cannot
-	// be read back cannot be trusted to be there.
+	// Read back and make exact: keys left on a socket by an earlier run
+	// with another keyring must go, and a key set that cannot be read back
+	// cannot be trusted to be there.
 	total := 0
-	for _, l := range s.lns {
+	for i, l := range s.lns {
 		d, err := l.rekey(s.keys)
+		if errors.Is(err, md5.ErrTooManyToRead) && l.stored {
+			// Past the read-back limit the stale keys of the last run
+			// cannot be found; a new socket has exactly ours. The port is
+			// closed (not open) for the moment in between.
+			s.log.Printf("%s: %v; replacing the stored socket with a new one (the port is closed for a moment)", l.name, err)
+			if nl, rerr := s.replace(ctx, l); rerr != nil {
+				return fmt.Errorf("keying %s: %w", l.name, rerr)
+			} else {
+				s.lns[i], l, d, err = nl, nl, md5.Diff{}, nil
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("keying %s: %w", l.name, err)
 		}
@@ -199,11 +259,87 @@ func Run(ctx context.Context, cfg Config) error {
 			s.log.Printf("%s: keys reconciled (%s)", l.name, d)
 		}
 	}
-	s.log.Printf("keyed %d listener(s) with %d key(s) from %s (%d [peers] entries)", len(s.lns), total, cfg.Keyring, len(s.peers))
-	if cfg.Mode == ModeListener {
-		return s.execListener()
+	// Only now, keyed, do new sockets go to systemd's store.
+	for _, l := range s.lns {
+		if l.storeName == "" || l.stored {
+			continue
+		}
+		if err := fdstore.Store(l.storeName, l.sock.FD); err != nil {
+			s.log.Printf("%s: could not put the socket in systemd's file descriptor store: %v; a restart will close the port for a moment", l.name, err)
+		}
 	}
-	return s.serveInetd(ctx)
+	s.log.Printf("keyed %d listener(s) with %d key(s) from %s (%d [peers] entries)", len(s.lns), total, cfg.Keyring, len(s.peers))
+	return nil
+}
+
+// splitFiles tells the sockets this project put in systemd's store from
+// those a .socket unit passed.
+func splitFiles(files []*os.File) (stored, passed []*os.File) {
+	for _, f := range files {
+		if strings.HasPrefix(f.Name(), fdstore.Prefix) {
+			stored = append(stored, f)
+		} else {
+			passed = append(passed, f)
+		}
+	}
+	return stored, passed
+}
+
+// listenOrReuse gives every -l address a keyed listener: the stored one
+// bound to that address if systemd kept it, else a new one. Stored sockets
+// that no -l names any more (the unit's addresses changed) are dropped
+// from the store and closed.
+func (s *server) listenOrReuse(ctx context.Context, stored []*os.File) error {
+	reuse := map[string]*os.File{}
+	for _, f := range stored {
+		reuse[f.Name()] = f
+	}
+	for _, a := range s.cfg.Listen {
+		network, addr, _ := parseListen(a)
+		name := fdstore.Name(network + "-" + addr)
+		if f, ok := reuse[name]; ok {
+			delete(reuse, name)
+			if err := s.adopt([]*os.File{f}, true); err != nil {
+				return err
+			}
+			l := s.lns[len(s.lns)-1]
+			l.storeName = name
+			s.log.Printf("%s: listening socket kept by systemd across the restart", l.name)
+			continue
+		}
+		l, err := s.listen(ctx, network, addr)
+		if err != nil {
+			return err
+		}
+		l.storeName = name
+		s.lns = append(s.lns, l)
+	}
+	for name, f := range reuse {
+		s.log.Printf("dropping the stored socket %s: no -l names it any more", strings.TrimPrefix(name, fdstore.Prefix))
+		if err := fdstore.Remove(name); err != nil {
+			s.log.Printf("%v", err)
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// replace closes a stored listener and opens a new one on its address.
+func (s *server) replace(ctx context.Context, l *listener) (*listener, error) {
+	if err := fdstore.Remove(l.storeName); err != nil {
+		s.log.Printf("%v", err)
+	}
+	l.close()
+	network, addr, err := parseListen(l.listen)
+	if err != nil {
+		return nil, err
+	}
+	nl, err := s.listen(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	nl.storeName = l.storeName
+	return nl, nil
 }
 
 // checkCommand makes a missing sshd a startup error rather than a failure
@@ -286,42 +422,39 @@ func parseListen(a string) (network, addr string, err error) {
 	}
 }
 
-// listen opens the -l listeners with their keys set before bind and
-// listen, so that no peer can ever complete a handshake unsigned.
-func (s *server) listen(ctx context.Context) error {
-	for _, a := range s.cfg.Listen {
-		network, addr, _ := parseListen(a)
-		lc := net.ListenConfig{Control: md5.ListenControl(s.keys)}
-		// MPTCP sockets cannot carry TCP-MD5 keys.
-		lc.SetMultipathTCP(false)
-		ln, err := lc.Listen(ctx, network, addr)
-		if err != nil {
-			if errors.Is(err, syscall.EADDRINUSE) {
-				return fmt.Errorf("listening on %s: address already in use: another sshd or sshd-md5-socket holds it; stop it or pick another -l", addr)
-			}
-			var ue md5.UncoveredError
-			if errors.As(err, &ue) {
-				return fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, ue)
-			}
-			return fmt.Errorf("listening on %s: %w", addr, err)
+// listen opens one listener with its keys set before bind and listen, so
+// that no peer can ever complete a handshake unsigned.
+func (s *server) listen(ctx context.Context, network, addr string) (*listener, error) {
+	lc := net.ListenConfig{Control: md5.ListenControl(s.keys)}
+	// MPTCP sockets cannot carry TCP-MD5 keys.
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, network, addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listening on %s: address already in use: another sshd or sshd-md5-socket holds it; stop it or pick another -l", addr)
 		}
-		// The listener's own fd, not a dup from File(): File's Fd would
-		// switch the shared socket to blocking under the netpoller.
-		sock, err := md5.FromConn(mustRaw(ln.(*net.TCPListener).SyscallConn()))
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("listening on %s: %w", addr, err)
+		var ue md5.UncoveredError
+		if errors.As(err, &ue) {
+			return nil, fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, ue)
 		}
-		// ListenControl put exactly these on the new socket.
-		installed, _ := sock.Cover(s.keys)
-		s.lns = append(s.lns, &listener{name: ln.Addr().String(), sock: sock, ln: ln, installed: installed})
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	return nil
+	// The listener's own fd, not a dup from File(): File's Fd would
+	// switch the shared socket to blocking under the netpoller.
+	sock, err := md5.FromConn(mustRaw(ln.(*net.TCPListener).SyscallConn()))
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	// ListenControl put exactly these on the new socket.
+	installed, _ := sock.Cover(s.keys)
+	return &listener{name: ln.Addr().String(), listen: addr, sock: sock, ln: ln, installed: installed, own: true}, nil
 }
 
-// adopt takes the sockets systemd passed. They exist without keys until
-// Reconcile runs; whatever connected meanwhile is drained later.
-func (s *server) adopt(files []*os.File) error {
+// adopt takes sockets systemd passed. Those of a .socket unit exist
+// without keys until Reconcile runs, and whatever connected meanwhile is
+// drained later. Stored ones were keyed before they ever listened.
+func (s *server) adopt(files []*os.File, stored bool) error {
 	for _, f := range files {
 		fd := int(f.Fd())
 		acc, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN)
@@ -338,7 +471,7 @@ func (s *server) adopt(files []*os.File) error {
 				name = ap.String()
 			}
 		}
-		l := &listener{name: name, file: f, sock: sock}
+		l := &listener{name: name, listen: name, file: f, sock: sock, stored: stored, own: stored}
 		if s.cfg.Mode == ModeInetd {
 			// FileListener dups; keep f so the fd number stays stable for
 			// key changes on reload.
@@ -355,12 +488,16 @@ func (s *server) adopt(files []*os.File) error {
 
 func (s *server) closeAll() {
 	for _, l := range s.lns {
-		if l.ln != nil {
-			l.ln.Close()
-		}
-		if l.file != nil {
-			l.file.Close()
-		}
+		l.close()
+	}
+}
+
+func (l *listener) close() {
+	if l.ln != nil {
+		l.ln.Close()
+	}
+	if l.file != nil {
+		l.file.Close()
 	}
 }
 

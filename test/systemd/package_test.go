@@ -293,9 +293,10 @@ func TestPackage(t *testing.T) {
 
 	// contrib/systemd/README.md, "Install (inetd mode)".
 	c.must(t, "systemctl", "disable", "--now", "ssh.service", "ssh.socket")
+	c.must(t, "systemctl", "mask", "ssh.service", "ssh.socket")
 	c.must(t, "systemctl", "enable", "--now", "sshd-md5.service")
-	h.wantState(t, "is-active", "active", "sshd-md5.socket", "sshd-md5.service")
-	h.wantState(t, "is-enabled", "enabled", "sshd-md5.socket", "sshd-md5.service")
+	h.wantState(t, "is-active", "active", "sshd-md5.service")
+	h.wantState(t, "is-enabled", "enabled", "sshd-md5.service")
 	h.wantState(t, "is-active", "inactive", "ssh.service")
 
 	// The client signs with the packaged ssh-md5-proxy.
@@ -319,7 +320,7 @@ func TestPackage(t *testing.T) {
 		listed := strings.Fields(c.must(t, "dpkg", "-L", "sshmd5"))
 		out := c.must(t, "dpkg", "-r", "sshmd5")
 		t.Logf("dpkg -r:\n%s", strings.TrimSpace(out))
-		if !strings.Contains(out, "sshmd5: stopping") || !strings.Contains(out, "systemctl unmask ssh.service && systemctl enable --now ssh.service") {
+		if !strings.Contains(out, "sshmd5: stopping") || !strings.Contains(out, "systemctl unmask ssh.service ssh.socket && systemctl enable --now ssh.service") {
 			t.Errorf("dpkg -r: prerm did not say it stops the running units and how to bring ssh.service back:\n%s", out)
 		}
 		// postrm is kept for the purge: dpkg leaves the package in
@@ -350,7 +351,7 @@ func TestPackage(t *testing.T) {
 			return strings.TrimSpace(out)
 		}
 		if links() == "" {
-			t.Errorf("the enable links of sshd-md5.socket and .service are gone after dpkg -r; they belong to the purge")
+			t.Errorf("the enable link of sshd-md5.service is gone after dpkg -r; it belongs to the purge")
 		}
 		out = c.must(t, "dpkg", "-P", "sshmd5")
 		t.Logf("dpkg -P:\n%s", strings.TrimSpace(out))

@@ -383,8 +383,8 @@ Host myserver
 	copyFile(t, walkthroughScript, filepath.Join(h.root, "root/walkthrough"), 0o755)
 
 	allUnits := packagedUnits(t)
-	u2222 := []string{"sshd-md5-2222.socket", "sshd-md5-2222.service"}
-	u22 := []string{"sshd-md5.socket", "sshd-md5.service"}
+	u2222 := []string{"sshd-md5-2222.service"}
+	u22 := []string{"sshd-md5.service"}
 	h.wantState(t, "is-active", "active", "ssh.service")
 	h.plainAnswers(t, h.v4)
 	w.login22(t, "plain (stock Debian)")
@@ -447,11 +447,14 @@ Host myserver
 
 	// 5. Switch port 22, run from an ordinary ssh session on port 22: it
 	// must survive ssh.service being stopped under it.
-	w.serverOverSSH(t, "switch", plainOpt...)
+	out = w.serverOverSSH(t, "switch", plainOpt...)
 	h.wantState(t, "is-active", "active", u22...)
 	h.wantState(t, "is-enabled", "enabled", u22...)
 	h.wantState(t, "is-active", "inactive", "ssh.service", "ssh.socket")
-	h.wantState(t, "is-enabled", "disabled", "ssh.service")
+	h.wantState(t, "is-enabled", "masked", "ssh.service", "ssh.socket")
+	if !regexp.MustCompile(`(?m)^\[::\]:22 .*2 keys: ::/0, 0\.0\.0\.0/0$`).MatchString(out) || strings.Contains(out, "warning:") {
+		t.Errorf("after the switch, sshd-md5-socket status should show [::]:22 keyed and no warning:\n%s", out)
+	}
 	con.alive(t, "after the switch")
 	w.login22(t, "signed (after the switch)", signedOpt...)
 	before := h.ns.MD5Counters(t)
