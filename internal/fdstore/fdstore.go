@@ -9,7 +9,6 @@ package fdstore
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"strings"
 
@@ -48,20 +47,20 @@ func notify(state string, fd int) error {
 	if path == "" {
 		return nil
 	}
-	if path[0] == '@' { // abstract namespace
-		path = "\x00" + path[1:]
-	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	// An unconnected datagram socket and sendmsg: net's connected
+	// UnixConn refuses WriteMsgUnix, and x/sys maps a leading '@' to the
+	// abstract namespace itself.
+	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("sd_notify: %w", err)
 	}
-	defer conn.Close()
+	defer unix.Close(s)
 	var oob []byte
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
 	}
-	if _, _, err := conn.WriteMsgUnix([]byte(state), oob, nil); err != nil {
-		return fmt.Errorf("sd_notify %s: %w", strings.SplitN(state, "\n", 2)[0], err)
+	if err := unix.Sendmsg(s, []byte(state), oob, &unix.SockaddrUnix{Name: path}, 0); err != nil {
+		return fmt.Errorf("sd_notify %s to %s: %w", strings.SplitN(state, "\n", 2)[0], path, err)
 	}
 	return nil
 }

@@ -30,8 +30,13 @@ type Listener struct {
 	// Unprotected names what the socket takes unsigned: "" when every
 	// peer family it takes is covered by a catch-all key.
 	Unprotected string `json:"unprotected,omitempty"`
-	Error       string `json:"error,omitempty"`
-	port        uint16
+	// ProtectedPort: the shim, or a keyed listener, serves this port,
+	// so a listener on it that takes peers unsigned is a hole. A plain
+	// sshd on a port of its own (port 22 while trying the shim on 2222)
+	// is not.
+	ProtectedPort bool   `json:"protected_port"`
+	Error         string `json:"error,omitempty"`
+	port          uint16
 }
 
 // Report is what Status finds.
@@ -69,12 +74,16 @@ func Status(w io.Writer, asJSON bool) error {
 		return err
 	}
 	var failed, open []string
+	protected := 0
 	for _, l := range r.Listeners {
 		switch {
 		case l.Error != "":
 			failed = append(failed, fmt.Sprintf("pid %d (%s) %s: %s", l.PID, l.Process, l.Local, l.Error))
-		case l.Unprotected != "":
+		case l.Unprotected != "" && l.ProtectedPort:
 			open = append(open, fmt.Sprintf("%s (pid %d, %s) takes %s", l.Local, l.PID, l.Process, l.Unprotected))
+		}
+		if l.ProtectedPort {
+			protected++
 		}
 	}
 	r.Warnings = append(startupErrors(), UnmaskedSSH(UnitRoot)...)
@@ -95,8 +104,10 @@ func Status(w io.Writer, asJSON bool) error {
 			switch {
 			case l.Error != "":
 				fmt.Fprintf(w, "keys unknown: %s\n", l.Error)
+			case l.Keys == 0 && !l.ProtectedPort:
+				fmt.Fprintf(w, "0 keys: takes unsigned connections (a port sshd-md5-socket does not serve)\n")
 			case l.Keys == 0:
-				fmt.Fprintf(w, "0 keys: takes unsigned connections\n")
+				fmt.Fprintf(w, "0 keys: UNPROTECTED: takes unsigned connections on a protected port\n")
 			case l.Unprotected != "":
 				fmt.Fprintf(w, "%d keys: %s; UNPROTECTED: takes %s\n", l.Keys, strings.Join(l.Prefixes, ", "), l.Unprotected)
 			default:
@@ -120,7 +131,7 @@ func Status(w io.Writer, asJSON bool) error {
 		}
 	}
 	var problems []string
-	if len(r.Listeners) == 0 {
+	if protected == 0 {
 		if os.Geteuid() != 0 {
 			problems = append(problems, "found no listener: reading other processes' sockets (/proc/PID/fd) needs root; run sshd-md5-socket status as root")
 		} else {
@@ -247,7 +258,7 @@ func listeners(ports ...uint16) ([]Listener, int, error) {
 			if !ok || (!p.ours && !protected[l.port]) {
 				continue
 			}
-			if p.ours {
+			if p.ours && (l.Keys > 0 || p.comm == ProcNames[0]) {
 				protected[l.port] = true
 			}
 			seen[link] = true
@@ -257,6 +268,9 @@ func listeners(ports ...uint16) ([]Listener, int, error) {
 		if pidfd >= 0 {
 			unix.Close(pidfd)
 		}
+	}
+	for i := range out {
+		out[i].ProtectedPort = protected[out[i].port]
 	}
 	return out, other, nil
 }

@@ -78,11 +78,35 @@ func TestLifecycle(t *testing.T) {
 		return strings.TrimSpace(h.ct.must(t, "systemctl", "show", "-P", "MainPID", "sshd-md5.service"))
 	}
 
+	// The listening socket itself, by inode: the fd store must hand the
+	// same one back. A closed moment would also show as RSTs to the
+	// prober (a signed SYN to a closed port gets nothing and is simply
+	// retransmitted, so the key holders alone would not tell).
+	listenIno := func() string {
+		out := h.ct.must(t, "ss", "-Htlne", "sport = :22")
+		m := regexp.MustCompile(`ino:(\d+)`).FindAllStringSubmatch(out, -1)
+		if len(m) != 1 {
+			t.Fatalf("want one listener on port 22, ss says:\n%s", out)
+		}
+		return m[0][1]
+	}
+	sameSocket := func(t *testing.T, what, ino string, refused int64) {
+		t.Helper()
+		if now := listenIno(); now != ino {
+			t.Errorf("%s: the listening socket changed (inode %s -> %s): systemd's fd store did not keep it", what, ino, now)
+		}
+		if n := prober.Refused.Load() - refused; n != 0 {
+			t.Errorf("%s: the unsigned prober got %d RST(s): the port was closed for a moment", what, n)
+		}
+	}
+
 	t.Run("restart", func(t *testing.T) {
+		ino, refused := listenIno(), prober.Refused.Load()
 		w := h.signedWaits(t, h.v4, md5.Secret(secret), func() {
 			h.ct.must(t, "systemctl", "restart", "sshd-md5.service")
 		})
 		w.report(t, "systemctl restart", 0)
+		sameSocket(t, "systemctl restart", ino, refused)
 		h.cl.login(t, h.v4)
 		step(t, "restart")
 	})
@@ -103,6 +127,7 @@ func TestLifecycle(t *testing.T) {
 	})
 
 	t.Run("kill -9", func(t *testing.T) {
+		ino, refused := listenIno(), prober.Refused.Load()
 		old := mainPID()
 		w := h.signedWaits(t, h.v4, md5.Secret(secret), func() {
 			h.ct.must(t, "kill", "-9", old)
@@ -118,6 +143,7 @@ func TestLifecycle(t *testing.T) {
 			}
 		})
 		w.report(t, "kill -9 and Restart=on-failure", 1)
+		sameSocket(t, "kill -9", ino, refused)
 		h.cl.login(t, h.v4)
 		step(t, "kill -9")
 	})

@@ -824,6 +824,27 @@ func TestBootInetdAndListener(t *testing.T) {
 		c.must(t, "systemctl", "restart", "sshd-md5-listener.service")
 		cl.login(t, v4)
 		cl.mustBeIgnored(t, v6, nil, "unsigned (listener mode, after restart)")
+
+		// The hazard, contained: on SIGHUP sshd closes the keyed socket
+		// and binds port 22 itself, unkeyed; systemd's fd store still
+		// holds the keyed socket, so that bind fails, sshd exits, and
+		// Restart= brings the shim back on the stored socket.
+		before := pid(t, "sshd-md5-listener.service")
+		c.must(t, "systemctl", "kill", "-s", "HUP", "--kill-who=main", "sshd-md5-listener.service")
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if p := pid(t, "sshd-md5-listener.service"); p != before && p != "0" {
+				break
+			}
+			if time.Now().After(deadline) {
+				out, _ := c.exec(10*time.Second, "journalctl", "-b", "--no-pager", "-o", "cat", "-u", "sshd-md5-listener.service")
+				t.Fatalf("after a SIGHUP to sshd, the listener-mode service was not restarted within 20s:\n%s", out)
+			}
+		}
+		cl.mustBeIgnored(t, v4, nil, "unsigned (listener mode, after SIGHUP to sshd)")
+		cl.login(t, v4)
+		if out, _ := c.exec(10*time.Second, "journalctl", "-b", "--no-pager", "-o", "cat", "-u", "sshd-md5-listener.service"); !strings.Contains(out, "Address already in use") {
+			t.Errorf("after a SIGHUP to sshd: the journal does not show sshd's rebind failing:\n%s", out)
+		}
 		phase("listener mode", t1)
 	})
 	t.Logf("timing: total before shutdown %v", time.Since(t0).Round(time.Millisecond))

@@ -216,7 +216,8 @@ func (w *walk) server(t *testing.T, step string) string {
 	start := time.Now()
 	out, err := w.h.ct.exec(2*time.Minute, "sh", "-c", "cd /root && exec bash ./walkthrough server "+step)
 	if err != nil {
-		t.Fatalf("walkthrough server %s: %v\n%s", step, err, out)
+		ss, _ := w.h.ct.exec(10*time.Second, "sh", "-c", "ss -tlnpe; systemctl status --no-pager 'sshd-md5*'")
+		t.Fatalf("walkthrough server %s: %v\n%s\nlisteners and units:\n%s", step, err, out, ss)
 	}
 	t.Logf("walkthrough server %s (%v):\n%s", step, time.Since(start).Round(time.Millisecond), strings.TrimSpace(out))
 	return out
