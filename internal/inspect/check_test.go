@@ -80,3 +80,20 @@ func TestListenSocket(t *testing.T) {
 		}
 	}
 }
+
+func TestProcNetAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0100007F:0016":                         "127.0.0.1:22",
+		"00000000:08AE":                         "0.0.0.0:2222",
+		"00000000000000000000000000000000:0016": "[::]:22",
+		"00000000000000000000000001000000:08AF": "[::1]:2223",
+		"0000000000000000FFFF00000100007F:0016": "[::ffff:127.0.0.1]:22",
+	} {
+		if got := procNetAddr(in).String(); got != want {
+			t.Errorf("procNetAddr(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if procNetAddr("zz:1").IsValid() {
+		t.Error("procNetAddr accepted garbage")
+	}
+}

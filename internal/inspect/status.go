@@ -1,10 +1,12 @@
 package inspect
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,6 +39,7 @@ type Listener struct {
 	ProtectedPort bool   `json:"protected_port"`
 	Error         string `json:"error,omitempty"`
 	port          uint16
+	err           error // why inspectFD could not look
 }
 
 // Report is what Status finds.
@@ -228,6 +231,11 @@ func listeners(ports ...uint16) ([]Listener, int, error) {
 	for _, p := range ports {
 		protected[p] = true
 	}
+	// Only listening sockets are worth a pidfd_getfd, and knowing them
+	// from /proc/net lets a socket whose copy is refused (a seccomp
+	// filter, as systemd-nspawn's without CAP_SYS_PTRACE) be reported
+	// instead of silently missing.
+	listening := listeningInodes()
 	var out []Listener
 	for _, p := range ps {
 		dir := fmt.Sprintf("/proc/%d/fd", p.pid)
@@ -244,6 +252,10 @@ func listeners(ports ...uint16) ([]Listener, int, error) {
 			if err != nil || !strings.HasPrefix(link, "socket:[") || seen[link] {
 				continue
 			}
+			local, isListening := listening[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")]
+			if !isListening {
+				continue
+			}
 			target, err := strconv.Atoi(e.Name())
 			if err != nil {
 				continue
@@ -255,6 +267,10 @@ func listeners(ports ...uint16) ([]Listener, int, error) {
 				}
 			}
 			l, ok := inspectFD(pidfd, target)
+			if errors.Is(l.err, unix.EPERM) && p.ours {
+				l = Listener{Local: local.String(), port: local.Port(), Error: fmt.Sprintf("cannot copy the socket to read its keys (pidfd_getfd: %v); run status as root, with CAP_SYS_PTRACE", l.err)}
+				ok = true
+			}
 			if !ok || (!p.ours && !protected[l.port]) {
 				continue
 			}
@@ -289,7 +305,7 @@ func netnsID(pid string) (string, error) {
 func inspectFD(pidfd, fd int) (Listener, bool) {
 	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return Listener{}, false
+		return Listener{err: err}, false
 	}
 	defer unix.Close(dup)
 	if acc, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc == 0 {
@@ -329,4 +345,44 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 		l.Unprotected = strings.Join(names, " and ") + " peers unsigned (no catch-all key)"
 	}
 	return l, true
+}
+
+// listeningInodes reads /proc/net/tcp and tcp6 of this network namespace:
+// the inode of every listening TCP socket, with its local address.
+func listeningInodes() map[string]netip.AddrPort {
+	out := map[string]netip.AddrPort{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			// sl local rem st tx:rx tr:when retr uid timeout inode
+			if len(fs) < 10 || fs[3] != "0A" { // TCP_LISTEN
+				continue
+			}
+			out[fs[9]] = procNetAddr(fs[1])
+		}
+	}
+	return out
+}
+
+// procNetAddr parses /proc/net/tcp's "0100007F:0016": the address in
+// 32-bit words of host byte order (little-endian here), the port in hex.
+func procNetAddr(s string) netip.AddrPort {
+	a, p, ok := strings.Cut(s, ":")
+	port, err := strconv.ParseUint(p, 16, 16)
+	if !ok || err != nil || (len(a) != 8 && len(a) != 32) {
+		return netip.AddrPort{}
+	}
+	raw, err := hex.DecodeString(a)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	for i := 0; i < len(raw); i += 4 {
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	addr, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(addr, uint16(port))
 }
