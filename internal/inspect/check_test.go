@@ -97,3 +97,25 @@ func TestProcNetAddr(t *testing.T) {
 		t.Error("procNetAddr accepted garbage")
 	}
 }
+
+// Only a mask (a link to /dev/null in /etc or /run) keeps Debian's units
+// from putting plain sshd back; disabled is not enough.
+func TestUnmaskedSSH(t *testing.T) {
+	root := t.TempDir()
+	if w := UnmaskedSSH(root); len(w) != 0 {
+		t.Errorf("no ssh units at all: %q", w)
+	}
+	for _, d := range []string{"lib/systemd/system", "etc/systemd/system", "run/systemd/system"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(root, "lib/systemd/system/ssh.service"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "lib/systemd/system/ssh.socket"), nil, 0o644)
+	if w := UnmaskedSSH(root); len(w) != 2 || !strings.Contains(w[0], "ssh.service is not masked") || !strings.Contains(w[0], "systemctl mask ssh.service ssh.socket") {
+		t.Errorf("installed, not masked: %q", w)
+	}
+	os.Symlink("/dev/null", filepath.Join(root, "etc/systemd/system/ssh.service"))
+	os.Symlink("/dev/null", filepath.Join(root, "run/systemd/system/ssh.socket"))
+	if w := UnmaskedSSH(root); len(w) != 0 {
+		t.Errorf("both masked: %q", w)
+	}
+}
