@@ -245,6 +245,11 @@ func TestPackage(t *testing.T) {
 		}
 		if out := c.must(t, "cat", "/usr/share/doc/sshmd5/copyright"); !strings.HasPrefix(out, "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/") {
 			t.Errorf("copyright is not machine-readable (DEP-5):\n%s", tail([]byte(out), 5))
+		} else if !strings.Contains(out, "Files: *\nCopyright: 2026 The sshmd5 authors\nLicense: BSD-2-clause\n") {
+			t.Errorf("copyright does not state the project's BSD-2-Clause licence:\n%s", tail([]byte(out), 40))
+		}
+		if out := c.must(t, "dpkg-query", "-W", "-f=${Maintainer}", "sshmd5"); out != "The sshmd5 authors <sshmd5@users.noreply.github.com>" {
+			t.Errorf("the package's maintainer is %q, want the project", out)
 		}
 		if _, err := c.exec(10*time.Second, "test", "-e", "/etc/ssh/md5-keyring.toml"); err == nil {
 			t.Errorf("/etc/ssh/md5-keyring.toml exists after install; the package must not ship or make a keyring")
