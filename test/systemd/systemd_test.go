@@ -2,10 +2,11 @@
 // units of contrib/systemd installed and checks, from a second network
 // namespace, what a TCP-MD5 client and an unsigned client get.
 //
-// The Debian root is built with debootstrap once per test binary run, from
-// the Debian mirror configured in this machine's apt sources, and removed
-// when the run ends. For fast local iteration, point SMD_ROOTFS at a
-// complete root built the same way:
+// The Debian root is built with debootstrap from the Debian mirror
+// configured in this machine's apt sources, once per machine: it is kept
+// in SYSTEMD_ROOTFS_CACHE (default /var/cache/sshmd5) under a name hashed
+// from the suite, the package list and the mirror. Or point SMD_ROOTFS at
+// a complete root built the same way:
 //
 //	debootstrap --variant=minbase \
 //	    --include=systemd,systemd-sysv,dbus,openssh-server,iproute2 \
@@ -13,8 +14,7 @@
 //	SMD_ROOTFS=/var/tmp/smd-rootfs-dev go test ./test/systemd/
 //
 // The root is never written to: each test boots an overlay of it whose
-// upper layer lives in the test's temp dir. SYSTEMD_ROOTFS_CACHE names the
-// directory the per-run root is built in (default /var/tmp).
+// upper layer lives in the test's temp dir.
 //
 // Requirements (the test fails, not skips, without them): root,
 // debootstrap, systemd-nspawn (systemd-container), nsenter, ip, ssh,
@@ -27,6 +27,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -61,7 +63,7 @@ func TestMain(m *testing.M) {
 var (
 	rootfsMu    sync.Mutex
 	rootfsPath  string // complete root, built or from SMD_ROOTFS
-	rootfsBuilt string // the root this run built, removed by TestMain
+	rootfsBuilt string // a half-built root of this run, removed by TestMain
 	rootfsErr   string
 )
 
@@ -91,6 +93,15 @@ func checkRootfs(root string) error {
 	return nil
 }
 
+// The root is built once per machine and kept in a cache outside the
+// checkout, named by a hash of what it is built from: a fresh machine
+// builds it (debootstrap, 75 to 170 s), later runs reuse it.
+const (
+	rootfsSuite    = "bookworm"
+	rootfsVariant  = "minbase"
+	rootfsIncludes = "systemd,systemd-sysv,dbus,openssh-server,iproute2"
+)
+
 func makeRootfs(t *testing.T) (string, string) {
 	if r := os.Getenv("SMD_ROOTFS"); r != "" {
 		if err := checkRootfs(r); err != nil {
@@ -108,12 +119,21 @@ func makeRootfs(t *testing.T) (string, string) {
 	}
 	base := os.Getenv("SYSTEMD_ROOTFS_CACHE")
 	if base == "" {
-		base = "/var/tmp"
+		base = "/var/cache/sshmd5"
 	}
-	// Remove roots of earlier runs that died before their TestMain could.
-	old, _ := filepath.Glob(filepath.Join(base, rootfsPrefix+"*"))
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", err.Error()
+	}
+	sum := sha256.Sum256([]byte(strings.Join([]string{rootfsSuite, rootfsVariant, rootfsIncludes, mirror}, "\n")))
+	root := filepath.Join(base, rootfsPrefix+hex.EncodeToString(sum[:8]))
+	if checkRootfs(root) == nil {
+		t.Logf("using the cached root %s", root)
+		return root, ""
+	}
+	// Remove half-built roots of earlier runs that died.
+	old, _ := filepath.Glob(filepath.Join(base, rootfsPrefix+"*.tmp*"))
 	for _, d := range old {
-		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(d), rootfsPrefix), ".tmp"))
+		pid, err := strconv.Atoi(d[strings.LastIndex(d, ".tmp")+4:])
 		if err != nil {
 			continue
 		}
@@ -121,28 +141,30 @@ func makeRootfs(t *testing.T) (string, string) {
 			os.RemoveAll(d)
 		}
 	}
-	root := filepath.Join(base, rootfsPrefix+strconv.Itoa(os.Getpid()))
-	tmp := root + ".tmp"
-	os.RemoveAll(tmp)
-	rootfsBuilt = tmp // removed at the end of the run, complete or not
+	os.RemoveAll(root)
+	tmp := root + ".tmp" + strconv.Itoa(os.Getpid())
+	rootfsBuilt = tmp // removed at the end of the run unless complete
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase",
-		"--include=systemd,systemd-sysv,dbus,openssh-server,iproute2",
-		"bookworm", tmp, mirror)
+	cmd := exec.CommandContext(ctx, "debootstrap", "--variant="+rootfsVariant,
+		"--include="+rootfsIncludes, rootfsSuite, tmp, mirror)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", fmt.Sprintf("debootstrap bookworm from %s: %v\n%s", mirror, err, tail(out, 40))
+		return "", fmt.Sprintf("debootstrap %s from %s: %v\n%s", rootfsSuite, mirror, err, tail(out, 40))
+	}
+	if err := checkRootfs(tmp); err != nil {
+		return "", err.Error()
 	}
 	if err := os.Rename(tmp, root); err != nil {
-		return "", err.Error()
+		if checkRootfs(root) != nil {
+			return "", err.Error()
+		}
+		// Another test binary finished the same root first.
+		os.RemoveAll(tmp)
 	}
-	rootfsBuilt = root
-	if err := checkRootfs(root); err != nil {
-		return "", err.Error()
-	}
-	t.Logf("debootstrap from %s: %v", mirror, time.Since(start).Round(time.Second))
+	rootfsBuilt = ""
+	t.Logf("debootstrap from %s: %v; cached in %s", mirror, time.Since(start).Round(time.Second), root)
 	return root, ""
 }
 
