@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // UnitRoot is the root under which UnmaskedSSH looks for unit files; a
@@ -68,6 +69,41 @@ func hostWarnings(listen []string) []string {
 	for _, l := range ls {
 		if l.Unprotected != "" && slices.Contains(ports, l.port) {
 			out = append(out, fmt.Sprintf("%s is held by pid %d (%s) and takes %s: the port is not protected while it listens", l.Local, l.PID, l.Process, l.Unprotected))
+		}
+	}
+	return out
+}
+
+// PortOwners names the processes ("sshd (pid 812)") holding a listening
+// TCP socket on port in this network namespace, for messages about a
+// port in use. Without root it sees only the caller's own processes.
+func PortOwners(port uint16) []string {
+	inodes := map[string]bool{}
+	for ino, ap := range listeningInodes() {
+		if ap.Port() == port {
+			inodes["socket:["+ino+"]"] = true
+		}
+	}
+	if len(inodes) == 0 {
+		return nil
+	}
+	procs, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range procs {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		dir := filepath.Join("/proc", e.Name(), "fd")
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && inodes[l] {
+				comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+				out = append(out, fmt.Sprintf("%s (pid %s)", strings.TrimSpace(string(comm)), e.Name()))
+				break
+			}
 		}
 	}
 	return out

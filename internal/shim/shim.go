@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sshmd5/sshmd5/internal/fdstore"
+	"github.com/sshmd5/sshmd5/internal/inspect"
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/md5"
 )
@@ -431,7 +432,14 @@ func (s *server) listen(ctx context.Context, network, addr string) (*listener, e
 	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("listening on %s: address already in use: another sshd or sshd-md5-socket holds it; stop it or pick another -l", addr)
+			ap, _ := netip.ParseAddrPort(addr)
+			if owners := inspect.PortOwners(ap.Port()); len(owners) > 0 {
+				return nil, fmt.Errorf("listening on %s: address already in use: %s listens on port %d; stop it or pick another -l", addr, strings.Join(owners, ", "), ap.Port())
+			}
+			return nil, fmt.Errorf("listening on %s: address already in use: another process listens on port %d (run as root to see which: ss -tlnp); stop it or pick another -l", addr, ap.Port())
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("listening on %s: permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE), or pick a port above 1023", addr)
 		}
 		var ue md5.UncoveredError
 		if errors.As(err, &ue) {
