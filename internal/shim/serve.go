@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -192,6 +193,14 @@ func (d *inetd) reload() {
 	d.mu.Lock()
 	old := d.keys
 	d.mu.Unlock()
+	for _, l := range d.lns {
+		if n := massRemoval(l.sock, old, keys); n > 0 {
+			d.log.Printf("reload: %s: keyring %s would remove all %d of its keys other than the catch-all ones, as a keyring cut short by an interrupted write does; keeping the previous keys. "+
+				"Write the keyring whole (to a temporary file, then rename it over %s); to drop them all on purpose, restart sshd-md5-socket, which applies any valid keyring",
+				l.name, d.cfg.Keyring, n, d.cfg.Keyring)
+			return
+		}
+	}
 	for i, l := range d.lns {
 		t0 := time.Now()
 		diff, err := l.rekey(keys)
@@ -213,5 +222,58 @@ func (d *inetd) reload() {
 	d.mu.Lock()
 	d.keys, d.peers = keys, kr.Peers
 	d.mu.Unlock()
-	d.log.Printf("reload: %d key(s) from %s in force", len(keys), d.cfg.Keyring)
+	added, removed, changed := md5.Compare(old, keys)
+	d.log.Printf("reload: %d key(s) from %s in force: +%d -%d prefixes, %d key(s) changed%s",
+		len(keys), d.cfg.Keyring, len(added), len(removed), len(changed), prefixList(added, removed))
+}
+
+// massRemovalMin is how many keys besides its catch-alls a listener must
+// carry before a reload may not remove them all at once: one key can
+// always be dropped by a reload (revoking one host must not need a
+// restart), a whole set cannot (see DESIGN.md).
+const massRemovalMin = 2
+
+// massRemoval returns how many keys the move from old to new would take
+// off sock, if that is every key it carries besides its catch-alls and at
+// least massRemovalMin of them; else 0.
+func massRemoval(sock md5.Socket, old, new []md5.Key) int {
+	specific := func(keys []md5.Key) []md5.Key {
+		apply, _ := sock.Cover(keys)
+		var out []md5.Key
+		for _, k := range apply {
+			if k.Prefix.Bits() != 0 || k.Ifindex != 0 {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	was := specific(old)
+	_, removed, _ := md5.Compare(was, specific(new))
+	if len(was) >= massRemovalMin && len(removed) == len(was) {
+		return len(was)
+	}
+	return 0
+}
+
+// prefixList names the prefixes a reload added and removed, a few of
+// each, for the log.
+func prefixList(added, removed []md5.Key) string {
+	const most = 8
+	var b []string
+	for _, l := range []struct {
+		sign string
+		keys []md5.Key
+	}{{"+", added}, {"-", removed}} {
+		for i, k := range l.keys {
+			if i == most {
+				b = append(b, fmt.Sprintf("%s%d more", l.sign, len(l.keys)-most))
+				break
+			}
+			b = append(b, l.sign+k.String())
+		}
+	}
+	if len(b) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(b, " ") + ")"
 }
