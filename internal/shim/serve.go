@@ -169,7 +169,7 @@ func (d *inetd) handle(c *net.TCPConn) {
 	d.children.Add(1)
 	go func() {
 		defer d.children.Done()
-		_ = cmd.Wait() // reaps; sshd logs its own outcome to stderr
+		reap(cmd.Process) // sshd logs its own outcome to stderr
 		d.active.Add(-1)
 		<-d.slots
 	}()
