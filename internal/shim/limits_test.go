@@ -72,7 +72,10 @@ func TestNoZombiesNoFDLeak(t *testing.T) {
 	kr := filepath.Join(e.dir, "keyring.toml")
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
-	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
+	// One source, 8 connections at a time, none authenticating, and a
+	// closed one counts until its sshd has exited: past the default
+	// per-source bound, which TestPendingLimits tests.
+	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-startups", "100", "--per-source-max-startups", "100", "--"}, e.sshd.InetdArgs()...)...)
 	p.waitLog(`serving`, 10*time.Second)
 	pid := p.cmd.Process.Pid
 	fds := func() int {
@@ -190,7 +193,9 @@ func TestThreadsBounded(t *testing.T) {
 	kr := filepath.Join(e.dir, "keyring.toml")
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
-	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-conns", strconv.Itoa(n), "--"}, e.sshd.InetdArgs()...)...)
+	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-conns", strconv.Itoa(n),
+		// Silent connections are unauthenticated: let them all in.
+		"--max-startups", strconv.Itoa(n), "--per-source-max-startups", strconv.Itoa(n), "--"}, e.sshd.InetdArgs()...)...)
 	p.waitLog(`serving`, 10*time.Second)
 	pid := p.cmd.Process.Pid
 	before := threads(t, pid)

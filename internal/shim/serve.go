@@ -23,14 +23,13 @@ import (
 type inetd struct {
 	*server
 	mu       sync.Mutex // guards keys/peers against a reload
-	active   atomic.Int64
 	served   atomic.Int64
-	slots    chan struct{}
+	kids     *children
 	children sync.WaitGroup
 }
 
 func (s *server) serveInetd(ctx context.Context) error {
-	d := &inetd{server: s, slots: make(chan struct{}, s.cfg.MaxConns)}
+	d := &inetd{server: s, kids: newChildren(s.cfg.MaxConns, s.cfg.MaxStartups, s.cfg.PerSourceMaxStartups)}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -46,7 +45,8 @@ func (s *server) serveInetd(ctx context.Context) error {
 		}()
 	}
 	d.notify(daemon.SdNotifyReady)
-	s.log.Printf("serving %s in inetd mode, at most %d at a time", s.cfg.Command[0], s.cfg.MaxConns)
+	s.log.Printf("serving %s in inetd mode, at most %d at a time (unauthenticated: --max-startups %s, --per-source-max-startups %d)",
+		s.cfg.Command[0], s.cfg.MaxConns, s.cfg.MaxStartups, s.cfg.PerSourceMaxStartups)
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
@@ -66,7 +66,8 @@ func (s *server) serveInetd(ctx context.Context) error {
 				l.ln.Close()
 			}
 			wg.Wait()
-			s.log.Printf("stopped accepting after %d connection(s); %d session(s) left running", d.served.Load(), d.active.Load())
+			pending, authed := d.kids.counts()
+			s.log.Printf("stopped accepting after %d connection(s); %d session(s) left running", d.served.Load(), pending+authed)
 			return nil
 		}
 	}
@@ -78,8 +79,9 @@ func (d *inetd) notify(state string) {
 	d.mu.Lock()
 	nkeys := len(d.keys)
 	d.mu.Unlock()
-	status := fmt.Sprintf("STATUS=%d listener(s), %d key(s), %d connection(s) served, %d active",
-		len(d.lns), nkeys, d.served.Load(), d.active.Load())
+	pending, authed := d.kids.counts()
+	status := fmt.Sprintf("STATUS=%d listener(s), %d key(s), %d connection(s) served, %d active (%d authenticated, %d not yet)",
+		len(d.lns), nkeys, d.served.Load(), pending+authed, authed, pending)
 	if c, err := md5.ReadCounters(); err == nil {
 		status += fmt.Sprintf(", MD5 drops: %d unsigned, %d bad signature", c.NotFound, c.Failure)
 	}
@@ -134,10 +136,9 @@ func (d *inetd) handle(c *net.TCPConn) {
 		c.Close()
 		return
 	}
-	select {
-	case d.slots <- struct{}{}:
-	default:
-		d.log.Printf("closed connection from %s: --max-conns %d reached", who, d.cfg.MaxConns)
+	kid, why := d.kids.admit(peer.Addr())
+	if kid == nil {
+		d.log.Printf("closed connection from %s: %s", who, why)
 		c.Close()
 		return
 	}
@@ -150,7 +151,7 @@ func (d *inetd) handle(c *net.TCPConn) {
 	f, err := c.File()
 	c.Close()
 	if err != nil {
-		<-d.slots
+		d.kids.done(kid)
 		d.log.Printf("closed connection from %s: %v", who, err)
 		return
 	}
@@ -159,19 +160,18 @@ func (d *inetd) handle(c *net.TCPConn) {
 	err = cmd.Start()
 	f.Close()
 	if err != nil {
-		<-d.slots
+		d.kids.done(kid)
 		d.log.Printf("closed connection from %s: starting %s: %v", who, d.cfg.Command[0], err)
 		return
 	}
 	d.served.Add(1)
-	d.active.Add(1)
+	d.kids.started(kid, cmd.Process.Pid)
 	d.log.Printf("connection from %s (peers %s) -> %s pid %d", who, match, baseName(d.cfg.Command[0]), cmd.Process.Pid)
 	d.children.Add(1)
 	go func() {
 		defer d.children.Done()
-		reap(cmd.Process) // sshd logs its own outcome to stderr
-		d.active.Add(-1)
-		<-d.slots
+		// sshd logs its own outcome to stderr.
+		reap(cmd.Process, func() { d.kids.done(kid) })
 	}()
 }
 

@@ -46,8 +46,12 @@ type Config struct {
 	Listen   []string // addresses to listen on when systemd passes no sockets
 	Mode     string   // ModeInetd (default) or ModeListener
 	MaxConns int      // inetd mode: concurrent children; 0 = DefaultMaxConns
-	Command  []string // what to run; nil = the mode's sshd default
-	Stderr   *os.File // log and children's stderr; nil = os.Stderr
+	// inetd mode: limits on children not yet authenticated; zero values
+	// are DefaultMaxStartups and DefaultPerSourceMaxStartups.
+	MaxStartups          Startups
+	PerSourceMaxStartups int
+	Command              []string // what to run; nil = the mode's sshd default
+	Stderr               *os.File // log and children's stderr; nil = os.Stderr
 }
 
 // UsageError is a command-line mistake; the command exits 2 on it.
@@ -123,6 +127,15 @@ func (cfg *Config) Check() error {
 	}
 	if cfg.MaxConns < 0 {
 		return UsageError{fmt.Sprintf("--max-conns %d: must be at least 1", cfg.MaxConns)}
+	}
+	if cfg.MaxStartups == (Startups{}) {
+		cfg.MaxStartups = DefaultMaxStartups
+	}
+	if cfg.PerSourceMaxStartups == 0 {
+		cfg.PerSourceMaxStartups = DefaultPerSourceMaxStartups
+	}
+	if cfg.PerSourceMaxStartups < 0 {
+		return UsageError{fmt.Sprintf("--per-source-max-startups %d: must be at least 1", cfg.PerSourceMaxStartups)}
 	}
 	if len(cfg.Command) == 0 {
 		cfg.Command = DefaultCommand(cfg.Mode)
