@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/sshmd5/sshmd5/internal/inspect"
+	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/shim"
 )
 
@@ -156,11 +157,9 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 	}
 	var err error
 	if cmd == "check" {
-		for _, a := range listen {
-			if _, lerr := inspect.ListenSocket(a); lerr != nil {
-				fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", lerr, usage)
-				return 2
-			}
+		if _, lerr := listenaddr.Parse(listen); lerr != nil {
+			fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", lerr, usage)
+			return 2
 		}
 		err = inspect.Check(stdout, kr, listen)
 	} else {

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sshmd5/sshmd5/internal/keyring"
+	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
 )
 
@@ -146,10 +147,8 @@ func (cfg *Config) Check() error {
 	if cfg.Stderr == nil {
 		cfg.Stderr = os.Stderr
 	}
-	for _, a := range cfg.Listen {
-		if _, _, err := parseListen(a); err != nil {
-			return UsageError{err.Error()}
-		}
+	if _, err := listenaddr.Parse(cfg.Listen); err != nil {
+		return UsageError{err.Error()}
 	}
 	return nil
 }
@@ -272,38 +271,12 @@ func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
 	return kr, keys, nil
 }
 
-// parseListen turns -l ADDR into the network Go must use: "tcp" on [::]
-// opens one dual-stack socket (keyed for both families), a specific
-// address opens a socket of that family only. Go's "tcp" on 0.0.0.0 would
-// silently open a dual-stack socket too, hence "tcp4".
-func parseListen(a string) (network, addr string, err error) {
-	ap, err := netip.ParseAddrPort(a)
-	if err != nil {
-		return "", "", fmt.Errorf("-l %q: want IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:22 or [::]:22 (%v)", a, err)
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Zone() != "" {
-		return "", "", fmt.Errorf("-l %q: zoned addresses are not supported", a)
-	}
-	if ap.Port() == 0 {
-		return "", "", fmt.Errorf("-l %q: port 0 would pick a random port", a)
-	}
-	ap = netip.AddrPortFrom(ip, ap.Port())
-	switch {
-	case ip.Is4():
-		return "tcp4", ap.String(), nil
-	case ip.IsUnspecified():
-		return "tcp", ap.String(), nil
-	default:
-		return "tcp6", ap.String(), nil
-	}
-}
-
 // listen opens the -l listeners with their keys set before bind and
 // listen, so that no peer can ever complete a handshake unsigned.
 func (s *server) listen(ctx context.Context) error {
-	for _, a := range s.cfg.Listen {
-		network, addr, _ := parseListen(a)
+	addrs, _ := listenaddr.Parse(s.cfg.Listen) // Check has refused bad ones
+	for _, la := range addrs {
+		network, addr := la.Network, la.String()
 		lc := net.ListenConfig{Control: md5.ListenControl(s.keys)}
 		// MPTCP sockets cannot carry TCP-MD5 keys.
 		lc.SetMultipathTCP(false)
