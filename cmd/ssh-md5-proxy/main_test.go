@@ -1,15 +1,14 @@
 package main
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -24,7 +23,7 @@ func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits":    cmdExits,
+			"exits":    testnet.ScriptExits,
 			"checkkey": cmdCheckKey,
 		},
 		Setup: func(e *testscript.Env) error {
@@ -43,34 +42,6 @@ func TestScript(t *testing.T) {
 			return nil
 		},
 	})
-}
-
-// cmdExits runs "exits N command [args...]": command must exit with status
-// N. testscript's "! exec" only tells zero from non-zero, and the status
-// is part of the interface (2 usage, 255 like ssh).
-func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
-	if neg {
-		ts.Fatalf("usage: exits N command [args...] (no !)")
-	}
-	if len(args) < 2 {
-		ts.Fatalf("usage: exits N command [args...]")
-	}
-	want, err := strconv.Atoi(args[0])
-	if err != nil {
-		ts.Fatalf("exits: bad status %q", args[0])
-	}
-	err = ts.Exec(args[1], args[2:]...)
-	got := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		got = ee.ExitCode()
-	case err != nil:
-		ts.Fatalf("exits: %v", err)
-	}
-	if got != want {
-		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
-	}
 }
 
 var keyFormat = regexp.MustCompile(`^[A-Za-z0-9_-]{43}\n$`)

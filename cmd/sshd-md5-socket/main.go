@@ -13,11 +13,13 @@ import (
 	"syscall"
 
 	"github.com/sshmd5/sshmd5/internal/inspect"
+	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/shim"
 )
 
 const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|listener]
-                       [--max-conns N] [-- COMMAND ARGS...]
+                       [--max-conns N] [--max-startups START:RATE:FULL]
+                       [--per-source-max-startups N] [-- COMMAND ARGS...]
        sshd-md5-socket check [-k KEYRING] [-l ADDR]...
        sshd-md5-socket status [--json]
 
@@ -48,6 +50,14 @@ family it takes (IPv4, IPv6, both for [::]) has no catch-all key.
                  Restart instead.
   --max-conns N  inetd mode: at most N concurrent connections (default 100);
                  more are closed and logged
+  --max-startups START:RATE:FULL
+                 inetd mode, as sshd's MaxStartups: past START connections
+                 not yet authenticated, close a new one with probability
+                 RATE% rising to 100% at FULL (default 10:30:60; N alone
+                 means N:100:N). Authenticated sessions do not count
+  --per-source-max-startups N
+                 inetd mode: at most N connections not yet authenticated
+                 per IPv4 address or IPv6 /64 (default 8)
   -h             show this help
 
 check: print what KEYRING would install per -l ADDR (default [::]:22) and
@@ -90,6 +100,11 @@ func run(args []string, stderr *os.File) int {
 	fs.Var((*listFlag)(&cfg.Listen), "l", "")
 	fs.StringVar(&cfg.Mode, "mode", shim.ModeInetd, "")
 	fs.IntVar(&cfg.MaxConns, "max-conns", shim.DefaultMaxConns, "")
+	fs.Func("max-startups", "", func(v string) (err error) {
+		cfg.MaxStartups, err = shim.ParseStartups(v)
+		return err
+	})
+	fs.IntVar(&cfg.PerSourceMaxStartups, "per-source-max-startups", shim.DefaultPerSourceMaxStartups, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
@@ -100,6 +115,10 @@ func run(args []string, stderr *os.File) int {
 	}
 	if cfg.MaxConns < 1 {
 		fmt.Fprintf(stderr, "sshd-md5-socket: --max-conns %d: must be at least 1\n%s", cfg.MaxConns, usage)
+		return 2
+	}
+	if cfg.PerSourceMaxStartups < 1 {
+		fmt.Fprintf(stderr, "sshd-md5-socket: --per-source-max-startups %d: must be at least 1\n%s", cfg.PerSourceMaxStartups, usage)
 		return 2
 	}
 	cfg.Command = fs.Args()
@@ -151,11 +170,9 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 	}
 	var err error
 	if cmd == "check" {
-		for _, a := range listen {
-			if _, lerr := inspect.ListenSocket(a); lerr != nil {
-				fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", lerr, usage)
-				return 2
-			}
+		if _, lerr := listenaddr.Parse(listen); lerr != nil {
+			fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", lerr, usage)
+			return 2
 		}
 		err = inspect.Check(stdout, kr, listen)
 	} else {

@@ -24,6 +24,7 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits": testnet.ScriptExits,
 			// holdport binds a loopback port and sets $PORT to it, so that
 			// a script can show what "address in use" looks like.
 			"holdport": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -12,9 +12,8 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sshmd5/sshmd5/internal/keyring"
+	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
 )
 
@@ -43,13 +42,13 @@ func Check(w io.Writer, path string, listen []string) error {
 	if len(listen) == 0 {
 		listen = []string{DefaultListen}
 	}
-	socks := make([]md5.Socket, len(listen))
-	for i, a := range listen {
-		s, err := ListenSocket(a)
-		if err != nil {
-			return err
-		}
-		socks[i] = s
+	addrs, err := listenaddr.Parse(listen)
+	if err != nil {
+		return err
+	}
+	socks := make([]md5.Socket, len(addrs))
+	for i, a := range addrs {
+		socks[i] = a.Socket
 	}
 	kr, err := keyring.Load(path)
 	if err != nil {
@@ -72,7 +71,11 @@ func Check(w io.Writer, path string, listen []string) error {
 		}
 		ifx, err := p.Ifindex(path)
 		if err != nil {
-			iface += " (MISSING)"
+			if errors.Is(err, md5.ErrNotVRF) {
+				iface += " (NOT A VRF)"
+			} else {
+				iface += " (MISSING)"
+			}
 			problems = append(problems, err.Error())
 		}
 		fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s\n", fam, p.Prefix, iface, p.Source)
@@ -153,28 +156,6 @@ func Check(w io.Writer, path string, listen []string) error {
 	}
 	fmt.Fprintln(w, "ok: sshd-md5-socket would start with this keyring")
 	return nil
-}
-
-// ListenSocket describes the socket sshd-md5-socket -l ADDR opens, without
-// opening it.
-func ListenSocket(a string) (md5.Socket, error) {
-	ap, err := netip.ParseAddrPort(a)
-	if err != nil {
-		return md5.Socket{}, fmt.Errorf("-l %q: want IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:22 or [::]:22 (%v)", a, err)
-	}
-	ip := ap.Addr().Unmap()
-	switch {
-	case ip.Zone() != "":
-		return md5.Socket{}, fmt.Errorf("-l %q: zoned addresses are not supported", a)
-	case ap.Port() == 0:
-		return md5.Socket{}, fmt.Errorf("-l %q: port 0 would pick a random port", a)
-	case ip.Is4():
-		return md5.Socket{FD: -1, Family: unix.AF_INET, Takes4: true}, nil
-	case ip.IsUnspecified():
-		return md5.Socket{FD: -1, Family: unix.AF_INET6, Takes4: true, Takes6: true}, nil
-	default:
-		return md5.Socket{FD: -1, Family: unix.AF_INET6, Takes6: true}, nil
-	}
 }
 
 func readInt(path string) (int, error) {

@@ -61,26 +61,6 @@ func TestCheckLimits(t *testing.T) {
 	}
 }
 
-func TestListenSocket(t *testing.T) {
-	for _, c := range []struct {
-		addr           string
-		takes4, takes6 bool
-	}{
-		{"0.0.0.0:22", true, false},
-		{"[::]:22", true, true},
-		{"[::1]:22", false, true},
-		{"[::ffff:10.0.0.1]:22", true, false},
-	} {
-		s, err := ListenSocket(c.addr)
-		if err != nil {
-			t.Fatalf("%s: %v", c.addr, err)
-		}
-		if s.Takes4 != c.takes4 || s.Takes6 != c.takes6 {
-			t.Errorf("%s: takes4 %v takes6 %v, want %v %v", c.addr, s.Takes4, s.Takes6, c.takes4, c.takes6)
-		}
-	}
-}
-
 func TestProcNetAddr(t *testing.T) {
 	for in, want := range map[string]string{
 		"0100007F:0016":                         "127.0.0.1:22",

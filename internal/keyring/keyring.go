@@ -117,6 +117,11 @@ func (p Peer) Ifindex(path string) (int, error) {
 		}
 		return 0, fmt.Errorf("%s: interface %q: %w; create it or fix the name (ip link)", p.Where(path), p.Interface, err)
 	}
+	// The kernel takes only a VRF, and says so only when a key is set:
+	// ask it now, so that check and the shim refuse the same entry alike.
+	if err := md5.CheckBindable(ifi.Index); err != nil {
+		return 0, fmt.Errorf("%s: interface %q: %w; name a VRF (ip link add NAME type vrf table N) or drop the interface line", p.Where(path), p.Interface, err)
+	}
 	return ifi.Index, nil
 }
 

@@ -73,6 +73,13 @@ func (s Socket) Keys() ([]Key, error) {
 	if peer, err := unix.Getpeername(s.FD); err == nil {
 		putSockaddr(id[2:4], id[20:36], peer)
 	}
+	// idiag_if: the kernel's exact lookup matches a socket bound to a
+	// device only when asked for that device. That covers a listener
+	// bound with SO_BINDTODEVICE (systemd's BindToDevice=), the
+	// connections it accepts, and every connection with an IPv6
+	// link-local peer, which the kernel binds to the interface the SYN
+	// came in on. With 0, those are never found.
+	binary.LittleEndian.PutUint32(id[36:], uint32(boundIfindex(s.FD)))
 	binary.LittleEndian.PutUint32(id[40:], inetDiagNoCookie)
 	binary.LittleEndian.PutUint32(id[44:], inetDiagNoCookie)
 	msgs, err := diagQuery(req, unix.NLM_F_REQUEST)
@@ -92,6 +99,21 @@ func (s Socket) Keys() ([]Key, error) {
 		return parseMD5Attr(m[sizeofInetDiagMsg:])
 	}
 	return nil, fmt.Errorf("socket %d: sock_diag does not list it (not a TCP socket in this network namespace?)", s.FD)
+}
+
+// boundIfindex is the interface a socket is bound to, 0 for none.
+func boundIfindex(fd int) int {
+	if ifx, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX); err == nil {
+		return ifx
+	}
+	// Kernels before 5.0 cannot report it; a link-local peer's scope
+	// id names the same interface.
+	if sa, err := unix.Getpeername(fd); err == nil {
+		if a, ok := sa.(*unix.SockaddrInet6); ok {
+			return int(a.ZoneId)
+		}
+	}
+	return 0
 }
 
 func hasInode(msgs [][]byte, ino uint64) bool {

@@ -9,6 +9,7 @@ package md5
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 )
 
@@ -44,6 +45,9 @@ type Key struct {
 // String describes the key without its secret.
 func (k Key) String() string {
 	if k.Ifindex != 0 {
+		if ifi, err := net.InterfaceByIndex(k.Ifindex); err == nil {
+			return fmt.Sprintf("%s%%%s", k.Prefix, ifi.Name)
+		}
 		return fmt.Sprintf("%s%%if%d", k.Prefix, k.Ifindex)
 	}
 	return k.Prefix.String()

@@ -3,6 +3,7 @@ package md5
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -198,7 +199,7 @@ func explain(err error, k Key) error {
 	case errors.Is(err, unix.ENOMEM):
 		return fmt.Errorf("%w: the socket's keys exceed net.core.optmem_max (%s bytes); raise it, e.g. sysctl -w net.core.optmem_max=%d", err, optmemMax(), 4*optmemMaxInt())
 	case errors.Is(err, unix.EINVAL) && k.Ifindex != 0:
-		return fmt.Errorf("%w: interface index %d is not an L3 master device (VRF), the only kind a key can be bound to", err, k.Ifindex)
+		return fmt.Errorf("%w: %s is not an L3 master device (VRF), the only kind a key can be bound to", err, ifaceName(k.Ifindex))
 	case errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("%w: the kernel rejected prefix length %d or the address family", err, k.Prefix.Bits())
 	case errors.Is(err, unix.ENOENT):
@@ -345,4 +346,40 @@ func AddrPortOf(sa unix.Sockaddr) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
 	}
 	return netip.AddrPort{}
+}
+
+// ifaceName names interface ifindex for messages: "interface lo (index
+// 1)", or by its index alone once it is gone.
+func ifaceName(ifindex int) string {
+	if ifi, err := net.InterfaceByIndex(ifindex); err == nil {
+		return fmt.Sprintf("interface %s (index %d)", ifi.Name, ifindex)
+	}
+	return fmt.Sprintf("interface index %d", ifindex)
+}
+
+// ErrNotVRF means a key was to be bound to an interface that is not a VRF.
+var ErrNotVRF = errors.New("is not an L3 master device (VRF), the only kind a TCP-MD5 key can be bound to")
+
+// CheckBindable tells whether the kernel lets a key be bound to interface
+// ifindex. Only an L3 master device (a VRF) qualifies, and the kernel says
+// so only when a key is set, so this sets a throwaway key (no secret of
+// anyone's) on a throwaway socket: the same verdict the listener would
+// get, before any listener is touched.
+func CheckBindable(ifindex int) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return nil // the real install reports what is wrong
+	}
+	defer unix.Close(fd)
+	s := Socket{FD: fd, Family: unix.AF_INET, Takes4: true}
+	k := Key{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Ifindex: ifindex, Secret: Secret("probe")}
+	sig, opt, err := s.encode(k)
+	if err != nil {
+		return nil
+	}
+	sig.Keylen = uint16(copy(sig.Key[:], k.Secret))
+	if err := unix.SetsockoptTCPMD5Sig(fd, unix.IPPROTO_TCP, opt, sig); errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("%s %w", ifaceName(ifindex), ErrNotVRF)
+	}
+	return nil
 }

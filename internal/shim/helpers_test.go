@@ -180,8 +180,13 @@ func (p *proc) waitLog(re string, timeout time.Duration) {
 
 // dial connects from the client namespace, signed with secret (nil: unsigned).
 func (e *env) dial(addr string, secret []byte, timeout time.Duration) (net.Conn, error) {
+	return dialIn(e.client, addr, secret, timeout)
+}
+
+// dialIn connects from namespace ns, signed with secret (nil: unsigned).
+func dialIn(ns *testnet.NS, addr string, secret []byte, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := e.client.Do(func() error {
+	err := ns.Do(func() error {
 		d := net.Dialer{Timeout: timeout}
 		if secret != nil {
 			d.Control = md5.DialControl(secret)

@@ -2,6 +2,8 @@ package shim_test
 
 import (
 	"bufio"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,7 +22,8 @@ import (
 // sockets it was given and re-executes itself; the new image finds
 // LISTEN_FDS naming closed fds, so it binds the addresses of sshd_config
 // (here Port 2222 on 0.0.0.0 and ::) by itself, without keys. Its stderr
-// is gone too: the new sockets take fds 0 and 1, and with -e the per-
+// is gone too (TestListenerModeSIGHUPLosesStdFDs shows why, and that it
+// is sshd's): the new sockets take fds 0 and 1, and with -e the per-
 // connection log line ("Connection from ...") goes to the unsigned peer
 // ahead of the "SSH-2.0-OpenSSH_9.2p1" banner. From then
 // on an unsigned peer gets sshd's banner: listener mode must be restarted
@@ -85,5 +88,102 @@ func TestListenerModeAndSIGHUP(t *testing.T) {
 	t.Logf("after SIGHUP, sshd listens unkeyed: an unsigned peer read %q", got)
 	if !strings.HasPrefix(got[len(got)-1], "SSH-2.0-") {
 		t.Fatalf("after SIGHUP an unsigned peer read %q, no banner", got)
+	}
+}
+
+// Why sshd has lost fds 0-2 after that SIGHUP, and that it is not the
+// shim's doing: the shim hands sshd the very fds 0-2 it was given, and
+// sshd loses them the same way when systemd-socket-activate passes the
+// socket, with no shim at all, while a plain `sshd -D` keeps them.
+//
+// Seen with strace on OpenSSH 9.2p1 (Debian): on SIGHUP sshd closes its
+// listeners and re-executes itself with LISTEN_FDS and LISTEN_PID
+// unchanged; the new image finds fd 3 closed (fcntl F_GETFD: EBADF) and
+// then closes every descriptor from 0 up (a closefrom through
+// /proc/self/fd), so the sockets it binds next take fds 0 and 1 and an
+// accepted connection fd 2, where -e logging writes.
+func TestListenerModeSIGHUPLosesStdFDs(t *testing.T) {
+	e := newEnv(t, "Port "+strconv.Itoa(port))
+	k := e.secret()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	addr := hostPort(e.link.AddrA4, port)
+	stdFDs := func(pid int) []string {
+		var fds []string
+		for fd := range 3 {
+			l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+			if err != nil {
+				l = "closed"
+			}
+			fds = append(fds, l)
+		}
+		return fds
+	}
+	// lost: none of fds 0-2 is what it was (they become sshd's new
+	// listeners and connections, or stay closed).
+	lost := func(before, after []string) bool {
+		for i := range after {
+			if after[i] == before[i] {
+				return false
+			}
+		}
+		return true
+	}
+	// hup sends SIGHUP and waits until sshd has bound its own listeners
+	// (the port answers unsigned), then returns its fds 0-2.
+	hup := func(p *proc, pid int) []string {
+		t.Helper()
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		p.waitLog(`Received SIGHUP; restarting`, 5*time.Second)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if c, err := e.dial(addr, nil, time.Second); err == nil {
+				c.Close()
+				return stdFDs(pid)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("sshd did not listen again after SIGHUP")
+			}
+		}
+	}
+
+	for _, run := range []struct {
+		name string
+		argv []string
+		lose bool
+	}{
+		{"shim", append([]string{e.shim, "--mode", "listener", "-k", kr, "-l", addr, "--"}, e.sshd.DaemonArgs()...), true},
+		{"systemd-socket-activate", append([]string{"systemd-socket-activate", "-l", addr, "--"}, e.sshd.DaemonArgs()...), true},
+		{"plain sshd -D", append(e.sshd.DaemonArgs(), "-o", "ListenAddress="+addr), false},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			p := e.start(nil, run.argv[0], run.argv[1:]...)
+			if run.argv[0] == "systemd-socket-activate" {
+				// It starts sshd on the first connection.
+				p.waitLog(`Listening on `, 5*time.Second)
+				c, err := e.dial(addr, nil, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Close()
+			}
+			p.waitLog(`Server listening on `+e.link.AddrA4.String()+` port 2222`, 10*time.Second)
+			pid := p.cmd.Process.Pid
+			// What the test gave the process: stdin /dev/null (exec.Cmd's
+			// default), stdout and stderr one pipe.
+			before := stdFDs(pid)
+			if before[0] != "/dev/null" || !strings.HasPrefix(before[1], "pipe:") || before[2] != before[1] {
+				t.Fatalf("%s: sshd's fds 0-2 are %q, not the /dev/null and pipe it was started with", run.name, before)
+			}
+			after := hup(p, pid)
+			t.Logf("%s: sshd's fds 0-2 %q before SIGHUP, %q after", run.name, before, after)
+			if run.lose && !lost(before, after) {
+				t.Fatalf("%s: after SIGHUP sshd's fds 0-2 are %q; the documented loss did not show, update the docs", run.name, after)
+			}
+			if !run.lose && strings.Join(after, " ") != strings.Join(before, " ") {
+				t.Fatalf("%s: after SIGHUP sshd's fds 0-2 are %q, were %q", run.name, after, before)
+			}
+			p.cmd.Process.Kill()
+			<-p.done
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -313,4 +314,56 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 		t.Fatalf("banner %q, %v", b, err)
 	}
 	t.Logf("%d SIGHUPs during startup: the shim lived and reloaded once serving", sent)
+}
+
+// The reload log names what changed in prefixes, so that a mass removal
+// (a keyring cut short at an entry boundary is valid TOML) is visible;
+// and a reload that would take every key but the catch-alls off a
+// listener carrying two or more of them is refused, the old keys kept.
+// One such key can still be dropped by a reload.
+func TestReloadPrefixChanges(t *testing.T) {
+	e := newEnv(t)
+	k1, kf := e.secret(), e.secret()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	addr := hostPort(e.link.AddrA4, port)
+	peers := map[string][]byte{"0.0.0.0/0": k1, "10.251.0.1/32": kf, "10.251.0.2/32": kf, "10.251.0.3/32": kf}
+	e.writeKeyring(kr, peers)
+	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
+	p.waitLog(`serving`, 10*time.Second)
+	pid := p.cmd.Process.Pid
+	reloads := 0
+	hup := func(wantLog string) {
+		t.Helper()
+		reloads++
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		p.waitLog(`(?s)((in force|keeping the previous keys)[^\n]*\n.*){`+strconv.Itoa(reloads)+`}`, 5*time.Second)
+		p.waitLog(wantLog, time.Second)
+	}
+
+	peers = map[string][]byte{"0.0.0.0/0": k1, "10.251.0.1/32": e.secret(), "10.252.0.1/32": kf, "10.252.0.2/32": kf}
+	e.writeKeyring(kr, peers)
+	hup(`reload: 4 key\(s\) from \S+ in force: \+2 -2 prefixes, 1 key\(s\) changed \(\+10\.252\.0\.1/32 \+10\.252\.0\.2/32 -10\.251\.0\.2/32 -10\.251\.0\.3/32\)`)
+	e.checkKeys(pid, addr, peers)
+
+	// Only the catch-all left, as from a cut keyring: refused, 3 > bound.
+	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k1})
+	hup(`reload: ` + regexp.QuoteMeta(addr) + `: keyring ` + regexp.QuoteMeta(kr) + ` would remove all 3 of its keys other than the catch-all ones.*keeping the previous keys\. Write the keyring whole.*restart sshd-md5-socket`)
+	e.checkKeys(pid, addr, peers)
+
+	// At the bound: two keys besides the catch-all, both dropped: refused.
+	peers = map[string][]byte{"0.0.0.0/0": k1, "10.252.0.1/32": kf, "10.252.0.2/32": kf}
+	e.writeKeyring(kr, peers)
+	hup(`in force: \+0 -1 prefixes, 0 key\(s\) changed \(-10\.251\.0\.1/32\)`)
+	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k1})
+	hup(`would remove all 2 of its keys other than the catch-all ones`)
+	e.checkKeys(pid, addr, peers)
+
+	// Under the bound: the last one such key can go by reload.
+	peers = map[string][]byte{"0.0.0.0/0": k1, "10.252.0.1/32": kf}
+	e.writeKeyring(kr, peers)
+	hup(`in force: \+0 -1 prefixes`)
+	peers = map[string][]byte{"0.0.0.0/0": k1}
+	e.writeKeyring(kr, peers)
+	hup(`in force: \+0 -1 prefixes, 0 key\(s\) changed \(-10\.252\.0\.1/32\)`)
+	e.checkKeys(pid, addr, peers)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,14 +23,13 @@ import (
 type inetd struct {
 	*server
 	mu       sync.Mutex // guards keys/peers against a reload
-	active   atomic.Int64
 	served   atomic.Int64
-	slots    chan struct{}
+	kids     *children
 	children sync.WaitGroup
 }
 
 func (s *server) serveInetd(ctx context.Context) error {
-	d := &inetd{server: s, slots: make(chan struct{}, s.cfg.MaxConns)}
+	d := &inetd{server: s, kids: newChildren(s.cfg.MaxConns, s.cfg.MaxStartups, s.cfg.PerSourceMaxStartups)}
 	hup := s.cfg.Reload
 	if hup == nil {
 		c := make(chan os.Signal, 1)
@@ -51,7 +51,8 @@ func (s *server) serveInetd(ctx context.Context) error {
 		}()
 	}
 	d.notify(daemon.SdNotifyReady)
-	s.log.Printf("serving %s in inetd mode, at most %d at a time", s.cfg.Command[0], s.cfg.MaxConns)
+	s.log.Printf("serving %s in inetd mode, at most %d at a time (unauthenticated: --max-startups %s, --per-source-max-startups %d)",
+		s.cfg.Command[0], s.cfg.MaxConns, s.cfg.MaxStartups, s.cfg.PerSourceMaxStartups)
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
@@ -71,7 +72,8 @@ func (s *server) serveInetd(ctx context.Context) error {
 				l.ln.Close()
 			}
 			wg.Wait()
-			s.log.Printf("stopped accepting after %d connection(s); %d session(s) left running", d.served.Load(), d.active.Load())
+			pending, authed := d.kids.counts()
+			s.log.Printf("stopped accepting after %d connection(s); %d session(s) left running", d.served.Load(), pending+authed)
 			return nil
 		}
 	}
@@ -83,8 +85,9 @@ func (d *inetd) notify(state string) {
 	d.mu.Lock()
 	nkeys := len(d.keys)
 	d.mu.Unlock()
-	status := fmt.Sprintf("STATUS=%d listener(s), %d key(s), %d connection(s) served, %d active",
-		len(d.lns), nkeys, d.served.Load(), d.active.Load())
+	pending, authed := d.kids.counts()
+	status := fmt.Sprintf("STATUS=%d listener(s), %d key(s), %d connection(s) served, %d active (%d authenticated, %d not yet)",
+		len(d.lns), nkeys, d.served.Load(), pending+authed, authed, pending)
 	if c, err := md5.ReadCounters(); err == nil {
 		status += fmt.Sprintf(", MD5 drops: %d unsigned, %d bad signature", c.NotFound, c.Failure)
 	}
@@ -139,10 +142,9 @@ func (d *inetd) handle(c *net.TCPConn) {
 		c.Close()
 		return
 	}
-	select {
-	case d.slots <- struct{}{}:
-	default:
-		d.log.Printf("closed connection from %s: --max-conns %d reached", who, d.cfg.MaxConns)
+	kid, why := d.kids.admit(peer.Addr())
+	if kid == nil {
+		d.log.Printf("closed connection from %s: %s", who, why)
 		c.Close()
 		return
 	}
@@ -155,7 +157,7 @@ func (d *inetd) handle(c *net.TCPConn) {
 	f, err := c.File()
 	c.Close()
 	if err != nil {
-		<-d.slots
+		d.kids.done(kid)
 		d.log.Printf("closed connection from %s: %v", who, err)
 		return
 	}
@@ -164,19 +166,18 @@ func (d *inetd) handle(c *net.TCPConn) {
 	err = cmd.Start()
 	f.Close()
 	if err != nil {
-		<-d.slots
+		d.kids.done(kid)
 		d.log.Printf("closed connection from %s: starting %s: %v", who, d.cfg.Command[0], err)
 		return
 	}
 	d.served.Add(1)
-	d.active.Add(1)
+	d.kids.started(kid, cmd.Process.Pid)
 	d.log.Printf("connection from %s (peers %s) -> %s pid %d", who, match, baseName(d.cfg.Command[0]), cmd.Process.Pid)
 	d.children.Add(1)
 	go func() {
 		defer d.children.Done()
-		_ = cmd.Wait() // reaps; sshd logs its own outcome to stderr
-		d.active.Add(-1)
-		<-d.slots
+		// sshd logs its own outcome to stderr.
+		reap(cmd.Process, func() { d.kids.done(kid) })
 	}()
 }
 
@@ -198,6 +199,14 @@ func (d *inetd) reload() {
 	d.mu.Lock()
 	old := d.keys
 	d.mu.Unlock()
+	for _, l := range d.lns {
+		if n := massRemoval(l.sock, old, keys); n > 0 {
+			d.log.Printf("reload: %s: keyring %s would remove all %d of its keys other than the catch-all ones, as a keyring cut short by an interrupted write does; keeping the previous keys. "+
+				"Write the keyring whole (to a temporary file, then rename it over %s); to drop them all on purpose, restart sshd-md5-socket, which applies any valid keyring",
+				l.name, d.cfg.Keyring, n, d.cfg.Keyring)
+			return
+		}
+	}
 	for i, l := range d.lns {
 		t0 := time.Now()
 		diff, err := l.rekey(keys)
@@ -219,5 +228,58 @@ func (d *inetd) reload() {
 	d.mu.Lock()
 	d.keys, d.peers = keys, kr.Peers
 	d.mu.Unlock()
-	d.log.Printf("reload: %d key(s) from %s in force", len(keys), d.cfg.Keyring)
+	added, removed, changed := md5.Compare(old, keys)
+	d.log.Printf("reload: %d key(s) from %s in force: +%d -%d prefixes, %d key(s) changed%s",
+		len(keys), d.cfg.Keyring, len(added), len(removed), len(changed), prefixList(added, removed))
+}
+
+// massRemovalMin is how many keys besides its catch-alls a listener must
+// carry before a reload may not remove them all at once: one key can
+// always be dropped by a reload (revoking one host must not need a
+// restart), a whole set cannot (see DESIGN.md).
+const massRemovalMin = 2
+
+// massRemoval returns how many keys the move from old to new would take
+// off sock, if that is every key it carries besides its catch-alls and at
+// least massRemovalMin of them; else 0.
+func massRemoval(sock md5.Socket, old, new []md5.Key) int {
+	specific := func(keys []md5.Key) []md5.Key {
+		apply, _ := sock.Cover(keys)
+		var out []md5.Key
+		for _, k := range apply {
+			if k.Prefix.Bits() != 0 || k.Ifindex != 0 {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	was := specific(old)
+	_, removed, _ := md5.Compare(was, specific(new))
+	if len(was) >= massRemovalMin && len(removed) == len(was) {
+		return len(was)
+	}
+	return 0
+}
+
+// prefixList names the prefixes a reload added and removed, a few of
+// each, for the log.
+func prefixList(added, removed []md5.Key) string {
+	const most = 8
+	var b []string
+	for _, l := range []struct {
+		sign string
+		keys []md5.Key
+	}{{"+", added}, {"-", removed}} {
+		for i, k := range l.keys {
+			if i == most {
+				b = append(b, fmt.Sprintf("%s%d more", l.sign, len(l.keys)-most))
+				break
+			}
+			b = append(b, l.sign+k.String())
+		}
+	}
+	if len(b) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(b, " ") + ")"
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/sshmd5/sshmd5/internal/fdstore"
 	"github.com/sshmd5/sshmd5/internal/inspect"
 	"github.com/sshmd5/sshmd5/internal/keyring"
+	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
 )
 
@@ -49,8 +50,12 @@ type Config struct {
 	Listen   []string // addresses to listen on when systemd passes no sockets
 	Mode     string   // ModeInetd (default) or ModeListener
 	MaxConns int      // inetd mode: concurrent children; 0 = DefaultMaxConns
-	Command  []string // what to run; nil = the mode's sshd default
-	Stderr   *os.File // log and children's stderr; nil = os.Stderr
+	// inetd mode: limits on children not yet authenticated; zero values
+	// are DefaultMaxStartups and DefaultPerSourceMaxStartups.
+	MaxStartups          Startups
+	PerSourceMaxStartups int
+	Command              []string // what to run; nil = the mode's sshd default
+	Stderr               *os.File // log and children's stderr; nil = os.Stderr
 	// Reload delivers SIGHUP. The command subscribes before anything
 	// else, so that a HUP during startup (config management, a reload
 	// right after a start, pkill -HUP sshd) is not the default action,
@@ -138,6 +143,15 @@ func (cfg *Config) Check() error {
 	if cfg.MaxConns < 0 {
 		return UsageError{fmt.Sprintf("--max-conns %d: must be at least 1", cfg.MaxConns)}
 	}
+	if cfg.MaxStartups == (Startups{}) {
+		cfg.MaxStartups = DefaultMaxStartups
+	}
+	if cfg.PerSourceMaxStartups == 0 {
+		cfg.PerSourceMaxStartups = DefaultPerSourceMaxStartups
+	}
+	if cfg.PerSourceMaxStartups < 0 {
+		return UsageError{fmt.Sprintf("--per-source-max-startups %d: must be at least 1", cfg.PerSourceMaxStartups)}
+	}
 	if len(cfg.Command) == 0 {
 		cfg.Command = DefaultCommand(cfg.Mode)
 	}
@@ -147,10 +161,8 @@ func (cfg *Config) Check() error {
 	if cfg.Stderr == nil {
 		cfg.Stderr = os.Stderr
 	}
-	for _, a := range cfg.Listen {
-		if _, _, err := parseListen(a); err != nil {
-			return UsageError{err.Error()}
-		}
+	if _, err := listenaddr.Parse(cfg.Listen); err != nil {
+		return UsageError{err.Error()}
 	}
 	return nil
 }
@@ -295,8 +307,9 @@ func (s *server) listenOrReuse(ctx context.Context, stored []*os.File) error {
 	for _, f := range stored {
 		reuse[f.Name()] = f
 	}
-	for _, a := range s.cfg.Listen {
-		network, addr, _ := parseListen(a)
+	addrs, _ := listenaddr.Parse(s.cfg.Listen) // Check has refused bad ones
+	for _, la := range addrs {
+		network, addr := la.Network, la.String()
 		name := fdstore.Name(network + "-" + addr)
 		if f, ok := reuse[name]; ok {
 			delete(reuse, name)
@@ -331,11 +344,11 @@ func (s *server) replace(ctx context.Context, l *listener) (*listener, error) {
 		s.log.Printf("%v", err)
 	}
 	l.close()
-	network, addr, err := parseListen(l.listen)
+	la, err := listenaddr.One(l.listen)
 	if err != nil {
 		return nil, err
 	}
-	nl, err := s.listen(ctx, network, addr)
+	nl, err := s.listen(ctx, la.Network, la.String())
 	if err != nil {
 		return nil, err
 	}
@@ -394,33 +407,6 @@ func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
 		keys = append(keys, p.Key(ifx))
 	}
 	return kr, keys, nil
-}
-
-// parseListen turns -l ADDR into the network Go must use: "tcp" on [::]
-// opens one dual-stack socket (keyed for both families), a specific
-// address opens a socket of that family only. Go's "tcp" on 0.0.0.0 would
-// silently open a dual-stack socket too, hence "tcp4".
-func parseListen(a string) (network, addr string, err error) {
-	ap, err := netip.ParseAddrPort(a)
-	if err != nil {
-		return "", "", fmt.Errorf("-l %q: want IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:22 or [::]:22 (%v)", a, err)
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Zone() != "" {
-		return "", "", fmt.Errorf("-l %q: zoned addresses are not supported", a)
-	}
-	if ap.Port() == 0 {
-		return "", "", fmt.Errorf("-l %q: port 0 would pick a random port", a)
-	}
-	ap = netip.AddrPortFrom(ip, ap.Port())
-	switch {
-	case ip.Is4():
-		return "tcp4", ap.String(), nil
-	case ip.IsUnspecified():
-		return "tcp", ap.String(), nil
-	default:
-		return "tcp6", ap.String(), nil
-	}
 }
 
 // listen opens one listener with its keys set before bind and listen, so

@@ -1,0 +1,105 @@
+// Package listenaddr reads the -l addresses of sshd-md5-socket: the shim
+// opens them, and check describes them without opening anything. Both
+// call Parse, so that both refuse the same lists with the same words.
+package listenaddr
+
+import (
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/md5"
+)
+
+// Addr is one -l address and the socket it makes.
+type Addr struct {
+	Arg string // as given, for messages
+	// Network is what Go must listen with: "tcp" on [::] opens one
+	// dual-stack socket (keyed for both families), a specific address a
+	// socket of that family only. Go's "tcp" on 0.0.0.0 would silently
+	// open a dual-stack socket too, hence "tcp4".
+	Network  string
+	AddrPort netip.AddrPort // IPv4 addresses unmapped
+	// Socket says which peer families the socket takes; its FD is -1.
+	Socket md5.Socket
+}
+
+// String is the address in the form Go listens on.
+func (a Addr) String() string { return a.AddrPort.String() }
+
+// One reads a single -l address.
+func One(arg string) (Addr, error) {
+	ap, err := netip.ParseAddrPort(arg)
+	if err != nil {
+		return Addr{}, fmt.Errorf("-l %q: want IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:22 or [::]:22 (%v)", arg, err)
+	}
+	ip := ap.Addr().Unmap()
+	switch {
+	case ip.Zone() != "":
+		return Addr{}, fmt.Errorf("-l %q: zoned addresses are not supported", arg)
+	case ap.Port() == 0:
+		return Addr{}, fmt.Errorf("-l %q: port 0 would pick a random port", arg)
+	}
+	a := Addr{Arg: arg, AddrPort: netip.AddrPortFrom(ip, ap.Port())}
+	switch {
+	case ip.Is4():
+		a.Network, a.Socket = "tcp4", md5.Socket{FD: -1, Family: unix.AF_INET, Takes4: true}
+	case ip.IsUnspecified():
+		a.Network, a.Socket = "tcp", md5.Socket{FD: -1, Family: unix.AF_INET6, Takes4: true, Takes6: true}
+	default:
+		a.Network, a.Socket = "tcp6", md5.Socket{FD: -1, Family: unix.AF_INET6, Takes6: true}
+	}
+	return a, nil
+}
+
+// Parse reads every -l address and refuses a list whose sockets could
+// not all be opened: the same address twice, or two addresses of which
+// one takes the other's peers on the same port (0.0.0.0 takes every IPv4
+// address, [::] every address of both families). The kernel would give
+// the second EADDRINUSE, which reads as if another server held the port.
+func Parse(args []string) ([]Addr, error) {
+	out := make([]Addr, 0, len(args))
+	for _, arg := range args {
+		a, err := One(arg)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range out {
+			if why := overlap(b, a); why != "" {
+				return nil, fmt.Errorf("-l %q and -l %q: %s", b.Arg, a.Arg, why)
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// overlap says why a and b cannot both be listened on, or "".
+func overlap(a, b Addr) string {
+	if a.AddrPort.Port() != b.AddrPort.Port() {
+		return ""
+	}
+	if a.AddrPort == b.AddrPort {
+		return "the same address twice; give it once"
+	}
+	for _, p := range [][2]Addr{{a, b}, {b, a}} {
+		wide, narrow := p[0], p[1]
+		ip := wide.AddrPort.Addr()
+		if !ip.IsUnspecified() {
+			continue
+		}
+		if ip.Is6() {
+			fam := "IPv6"
+			if narrow.AddrPort.Addr().Is4() {
+				fam = "IPv4"
+			}
+			return fmt.Sprintf("%s is one dual-stack socket that takes IPv4 and IPv6 peers on port %d, %s included; drop -l %q (or listen on specific addresses only)",
+				wide, wide.AddrPort.Port(), fam+" "+narrow.AddrPort.Addr().String(), narrow.Arg)
+		}
+		if narrow.AddrPort.Addr().Is4() {
+			return fmt.Sprintf("%s takes every IPv4 address on port %d, %s included; drop one of them", wide, wide.AddrPort.Port(), narrow.AddrPort.Addr())
+		}
+	}
+	return ""
+}

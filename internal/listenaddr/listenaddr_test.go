@@ -1,0 +1,52 @@
+package listenaddr
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestOne(t *testing.T) {
+	for _, c := range []struct {
+		addr           string
+		network        string
+		takes4, takes6 bool
+	}{
+		{"0.0.0.0:22", "tcp4", true, false},
+		{"[::]:22", "tcp", true, true},
+		{"[::1]:22", "tcp6", false, true},
+		{"[::ffff:10.0.0.1]:22", "tcp4", true, false},
+	} {
+		a, err := One(c.addr)
+		if err != nil {
+			t.Fatalf("%s: %v", c.addr, err)
+		}
+		if a.Network != c.network || a.Socket.Takes4 != c.takes4 || a.Socket.Takes6 != c.takes6 {
+			t.Errorf("%s: %s takes4 %v takes6 %v, want %s %v %v", c.addr, a.Network, a.Socket.Takes4, a.Socket.Takes6, c.network, c.takes4, c.takes6)
+		}
+	}
+}
+
+func TestParseOverlap(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{[]string{"10.0.0.1:22", "10.0.0.2:22", "10.0.0.1:2222"}, ""},
+		{[]string{"0.0.0.0:22", "[fd00::1]:22"}, ""},
+		{[]string{"0.0.0.0:22", "[::]:2222"}, ""},
+		{[]string{"10.0.0.1:22", "10.0.0.1:22"}, `-l "10.0.0.1:22" and -l "10.0.0.1:22": the same address twice`},
+		{[]string{"10.0.0.1:22", "[::ffff:10.0.0.1]:22"}, `the same address twice`},
+		{[]string{"0.0.0.0:22", "[::]:22"}, `-l "0.0.0.0:22" and -l "[::]:22": [::]:22 is one dual-stack socket that takes IPv4 and IPv6 peers on port 22, IPv4 0.0.0.0 included; drop -l "0.0.0.0:22"`},
+		{[]string{"[::]:22", "[fd00::1]:22"}, `takes IPv4 and IPv6 peers on port 22, IPv6 fd00::1 included`},
+		{[]string{"10.0.0.1:22", "0.0.0.0:22"}, `0.0.0.0:22 takes every IPv4 address on port 22, 10.0.0.1 included`},
+		{[]string{"10.0.0.1:22", "localhost:22"}, `-l "localhost:22": want IP:PORT`},
+	} {
+		_, err := Parse(c.args)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q: %v, want accepted", c.args, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}
