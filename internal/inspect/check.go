@@ -120,7 +120,7 @@ func Check(w io.Writer, path string, listen []string) error {
 		}
 		fmt.Fprintln(w, strings.Join(cover, "\n"))
 		if len(uncovered) > 0 {
-			problems = append(problems, fmt.Sprintf("listener %s: %v", listen[i], md5.UncoveredError{Socket: s, Missing: uncovered}))
+			problems = append(problems, fmt.Sprintf("listener %s: %v", listen[i], s.Uncovered(keys)))
 		}
 		mem := len(apply) * KeyMemEstimate
 		switch {

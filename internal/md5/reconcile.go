@@ -37,7 +37,7 @@ func (s Socket) Reconcile(want []Key) (Diff, error) {
 func (s Socket) ReconcileFrom(have, want []Key) (Diff, error) {
 	apply, uncovered := s.Cover(want)
 	if len(uncovered) > 0 {
-		return Diff{}, UncoveredError{Socket: s, Missing: uncovered}
+		return Diff{}, s.Uncovered(want)
 	}
 	for _, k := range apply {
 		if err := k.Validate(); err != nil {

@@ -300,7 +300,7 @@ func ListenControl(keys []Key) func(network, address string, c syscall.RawConn) 
 func (s Socket) Install(keys []Key) error {
 	apply, uncovered := s.Cover(keys)
 	if len(uncovered) > 0 {
-		return UncoveredError{Socket: s, Missing: uncovered}
+		return s.Uncovered(keys)
 	}
 	for i, k := range apply {
 		if err := s.Set(k); err != nil {
@@ -314,6 +314,28 @@ func (s Socket) Install(keys []Key) error {
 type UncoveredError struct {
 	Socket  Socket
 	Missing []netip.Prefix
+	// Bound are those of Missing that have a catch-all key, but one bound
+	// to an interface: it covers only peers on that interface.
+	Bound []netip.Prefix
+}
+
+// Uncovered is the UncoveredError for keys on s, or nil when every peer
+// family s takes is covered.
+func (s Socket) Uncovered(keys []Key) error {
+	_, missing := s.Cover(keys)
+	if len(missing) == 0 {
+		return nil
+	}
+	e := UncoveredError{Socket: s, Missing: missing}
+	for _, m := range missing {
+		for _, k := range keys {
+			if k.Prefix == m && k.Ifindex != 0 {
+				e.Bound = append(e.Bound, m)
+				break
+			}
+		}
+	}
+	return e
 }
 
 func (e UncoveredError) Error() string {
@@ -321,8 +343,18 @@ func (e UncoveredError) Error() string {
 	for _, p := range e.Missing {
 		names = append(names, fmt.Sprintf("[peers.%q]", p.String()))
 	}
-	return fmt.Sprintf("the socket takes %s peers but no key covers %s: peers outside the listed prefixes would connect unsigned; add %s with a key, or listen on one family only",
-		e.Socket.Families(), joinPrefixes(e.Missing), strings.Join(names, " and "))
+	msg := fmt.Sprintf("the socket takes %s peers but no key covers %s: peers outside the listed prefixes would connect unsigned",
+		e.Socket.Families(), joinPrefixes(e.Missing))
+	if len(e.Bound) > 0 {
+		// The entry exists: saying "add it" would send the admin in a
+		// circle.
+		return msg + fmt.Sprintf("; the key for %s is bound to an interface, so it covers only peers on that interface: add a catch-all without interface, or listen on that interface's address only", joinPrefixes(e.Bound))
+	}
+	msg += fmt.Sprintf("; add %s with a key", strings.Join(names, " and "))
+	if e.Socket.Takes4 && e.Socket.Takes6 {
+		msg += ", or listen on one family only"
+	}
+	return msg
 }
 
 func joinPrefixes(ps []netip.Prefix) string {

@@ -192,7 +192,7 @@ func (d *inetd) reload() {
 	}
 	for _, l := range d.lns {
 		if _, unc := l.sock.Cover(keys); len(unc) > 0 {
-			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, md5.UncoveredError{Socket: l.sock, Missing: unc})
+			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, l.sock.Uncovered(keys))
 			return
 		}
 	}
