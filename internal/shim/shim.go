@@ -173,6 +173,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.keys, s.peers = keys, kr.Peers
+	logWarnings(s.log, "", kr)
 	defer s.closeAll()
 	if len(files) > 0 {
 		if len(cfg.Listen) > 0 {
@@ -238,10 +239,18 @@ func baseName(p string) string {
 	return p
 }
 
+// logWarnings logs the problems of the keyring's [hosts], which the shim
+// does not use: they must not stop it, nor go unnoticed.
+func logWarnings(l *log.Logger, prefix string, kr *keyring.Keyring) {
+	for _, w := range kr.Warnings {
+		l.Printf("%swarning: %v (ignored: sshd-md5-socket uses only [peers])", prefix, w)
+	}
+}
+
 // loadKeys reads the keyring and turns its [peers] into kernel keys.
 // Interface names resolve here, so a reload picks up a VRF created since.
 func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
-	kr, err := keyring.Load(path)
+	kr, err := keyring.Load(path, keyring.Server)
 	if err != nil {
 		return nil, nil, err // keyring errors name the file and the fix
 	}
