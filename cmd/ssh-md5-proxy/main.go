@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sshmd5/sshmd5/internal/keyring"
+	"github.com/sshmd5/sshmd5/internal/nodump"
 	"github.com/sshmd5/sshmd5/internal/proxy"
 )
 
@@ -62,7 +63,10 @@ Exit status: 0 on success, 2 on a usage error, 255 on any other error
 (--has-key: 0 key found or any error, 1 no key).
 `
 
-func main() { os.Exit(Main()) }
+func main() {
+	nodump.Set() // before any key is read: a core would hold it
+	os.Exit(Main())
+}
 
 // Main runs the command and returns its exit status.
 func Main() int {

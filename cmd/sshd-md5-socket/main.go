@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/sshmd5/sshmd5/internal/inspect"
+	"github.com/sshmd5/sshmd5/internal/nodump"
 	"github.com/sshmd5/sshmd5/internal/shim"
 )
 
@@ -55,7 +56,7 @@ each running listener here (--json). Neither prints keys; 1 = a problem.
 Exit status: 0 after SIGTERM, 1 on errors, 2 on usage errors.
 `
 
-func main() { os.Exit(Main()) }
+func main() { nodump.Set(); os.Exit(Main()) } // no core with keys in it
 
 // Main is the command, returning its exit status (testscript calls it).
 func Main() int {
