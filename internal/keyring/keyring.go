@@ -247,63 +247,71 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 	}
 	skip := map[string]bool{} // tables that are not tables: their keys are reported once
 	// md.Keys() is in file order, which is the order errors should come in
-	// and the order Hosts keeps.
+	// and the order Hosts keeps. A dotted key (peers."::/0".key = ...)
+	// defines its tables without listing them: each table and entry is
+	// taken where it first appears.
+	seen := map[string]bool{}
 	for _, key := range md.Keys() {
 		top := key[0]
 		if _, ok := fields[top]; !ok {
 			return nil, p.errorf(p.line(key[:1]), "", "unknown table %s; the tables are [hosts] and [peers]", key[:1])
 		}
-		switch {
-		case len(key) == 1:
+		if !seen[top] {
+			seen[top] = true
 			example := map[string]string{"hosts": "hosts.bastion", "peers": `peers."0.0.0.0/0"`}[top]
 			var err error
 			switch raw[top].(type) {
 			case map[string]any:
-				continue
 			case []map[string]any:
-				err = p.errorf(p.line(key), top, "[[%s]] is an array of tables, not an entry; entries are tables such as [%s]", top, example)
+				err = p.errorf(p.line(key[:1]), top, "[[%s]] is an array of tables, not an entry; entries are tables such as [%s]", top, example)
 			default:
-				err = p.errorf(p.line(key), top, "not a table; write [%s.NAME] tables with their fields on the lines below, e.g. [%s]", top, example)
-			}
-			skip[top] = true
-			if err := fail(top, err); err != nil {
-				return nil, err
-			}
-		case len(key) == 2 && !skip[top]:
-			table, _ := raw[top].(map[string]any)
-			entry, err := p.entry(key, table[key[1]])
-			if err == nil && top == "hosts" {
-				if pfx, ok, _ := hostPrefix(key[1]); ok {
-					if other, dup := hostPrefixes[pfx]; dup {
-						err = p.errorf(entry.line, key.String(), "same prefix %s as %s; keep one of them", pfx, other)
-					} else {
-						hostPrefixes[pfx] = key.String()
-					}
-				}
-			}
-			if err == nil && top == "peers" {
-				id := peerID{entry.prefix, entry.iface}
-				if other, dup := peerEntries[id]; dup {
-					err = p.errorf(entry.line, key.String(), "same prefix %s and interface as %s; keep one of them", entry.prefix, other)
-				} else {
-					peerEntries[id] = key.String()
-				}
+				err = p.errorf(p.line(key[:1]), top, "not a table; write [%s.NAME] tables with their fields on the lines below, e.g. [%s]", top, example)
 			}
 			if err != nil {
+				skip[top] = true
 				if err := fail(top, err); err != nil {
 					return nil, err
 				}
-				continue
 			}
-			if !side.uses(top) {
-				clear(entry.secret) // checked, and not ours to keep
-				continue
+		}
+		if len(key) < 2 || skip[top] || seen[key[:2].String()] {
+			continue
+		}
+		key = key[:2]
+		seen[key.String()] = true
+		table, _ := raw[top].(map[string]any)
+		entry, err := p.entry(key, table[key[1]])
+		if err == nil && top == "hosts" {
+			if pfx, ok, _ := hostPrefix(key[1]); ok {
+				if other, dup := hostPrefixes[pfx]; dup {
+					err = p.errorf(entry.line, key.String(), "same prefix %s as %s; keep one of them", pfx, other)
+				} else {
+					hostPrefixes[pfx] = key.String()
+				}
 			}
-			if top == "hosts" {
-				k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Secret: entry.secret, Source: entry.source, Line: entry.line})
+		}
+		if err == nil && top == "peers" {
+			id := peerID{entry.prefix, entry.iface}
+			if other, dup := peerEntries[id]; dup {
+				err = p.errorf(entry.line, key.String(), "same prefix %s and interface as %s; keep one of them", entry.prefix, other)
 			} else {
-				k.Peers = append(k.Peers, Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Secret: entry.secret, Source: entry.source, Line: entry.line})
+				peerEntries[id] = key.String()
 			}
+		}
+		if err != nil {
+			if err := fail(top, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if !side.uses(top) {
+			clear(entry.secret) // checked, and not ours to keep
+			continue
+		}
+		if top == "hosts" {
+			k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Secret: entry.secret, Source: entry.source, Line: entry.line})
+		} else {
+			k.Peers = append(k.Peers, Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Secret: entry.secret, Source: entry.source, Line: entry.line})
 		}
 	}
 	slices.SortStableFunc(k.Peers, func(a, b Peer) int {

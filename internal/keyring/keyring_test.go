@@ -440,3 +440,26 @@ func TestSideWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestDottedEntries: entries written as dotted keys, which name their
+// tables only implicitly, are entries like any other (they used to be
+// dropped without a word).
+func TestDottedEntries(t *testing.T) {
+	text := "peers.\"::/0\".key = \"a\"\n" +
+		"hosts.bastion.key = \"b\"\nhosts.bastion.hostname = \"b.example\"\n" +
+		"[peers]\n\"10.0.0.0/8\".key = \"c\"\n"
+	k, err := Parse(kpath, []byte(text), Both, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Peers) != 2 || len(k.Hosts) != 1 || k.Hosts[0].Hostname != "b.example" || k.Hosts[0].Line != 2 {
+		t.Fatalf("peers %v, hosts %+v", k.Peers, k.Hosts)
+	}
+	if k.Peers[0].Line != 5 || k.Peers[1].Line != 1 {
+		t.Errorf("lines %d, %d; want 5, 1", k.Peers[0].Line, k.Peers[1].Line)
+	}
+	_, err = Parse(kpath, []byte("peers.\"::/0\".kye = \"a\"\n"), Both, nil)
+	if err == nil || !strings.Contains(err.Error(), kpath+`:1: peers."::/0": unknown field "kye"`) {
+		t.Errorf("err = %v", err)
+	}
+}
