@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,6 +111,10 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 			io.WriteString(stderr, usage)
 			return 0
 		}
+		if slices.Contains(args, "--has-key") || slices.Contains(args, "-has-key") {
+			usageErr("%v", err)
+			return hasKeyMatch(stderr, "a usage error")
+		}
 		return usageErr("%v", err)
 	}
 	if hasKey {
@@ -202,8 +207,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 func runHasKey(args []string, keyringPath, alias string, stderr io.Writer) int {
 	match := func(format string, a ...any) int {
 		errorf(stderr, "--has-key: "+format, a...)
-		errorf(stderr, "--has-key: matching anyway, so that ssh runs the proxy, which will not connect unsigned")
-		return 0
+		return hasKeyMatch(stderr, "")
 	}
 	if len(args) != 1 || args[0] == "" {
 		return match("want one HOST (ssh's %%h, with -n %%n for the alias), got %d argument(s); see -h", len(args))
@@ -232,6 +236,15 @@ func runHasKey(args []string, keyringPath, alias string, stderr io.Writer) int {
 		return 0
 	}
 	return 1
+}
+
+// hasKeyMatch is --has-key's answer when it cannot tell: yes.
+func hasKeyMatch(stderr io.Writer, why string) int {
+	if why != "" {
+		why = " after " + why
+	}
+	errorf(stderr, "--has-key: matching anyway%s, so that ssh runs the proxy, which will not connect unsigned", why)
+	return 0
 }
 
 // normHost takes HOST as ssh passes it, brackets around an IPv6 address
