@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/BurntSushi/toml"
 )
 
 func nestInline(n int) string {
@@ -130,4 +132,33 @@ func TestShapeWorstCase(t *testing.T) {
 		w := alloc(text)
 		t.Logf("%-11s %7d bytes: allocates %4d MB, a plain keyring of the same size %d MB: ratio %.1f", name, len(text), w>>20, plain>>20, float64(w)/float64(plain))
 	}
+}
+
+// FuzzShape checks checkShape against the decoder: whatever text it lets
+// through decodes to keys no deeper than MaxKeyDepth, so no spelling of a
+// deep key (quotes, escapes, comments, multi-line strings, inline tables
+// in arrays) gets past the bound.
+func FuzzShape(f *testing.F) {
+	for _, s := range []string{
+		"a.b.c.d = 1\n", "[a.b]\nc.d = 1\n", "a = { b = { c = { d = 1 } } }\n", "a = [ { b.c.d = 1 } ]\n",
+		"[[a.b]]\nc = { d = 1 }\n", "'a.b'.\"c.d\" = 1\n", "a = \"\"\"\n[x.y.z.w.v]\n\"\"\"\n", "a = '''x'''\nb.c.d.e = 1\n",
+		"a = \"\\\"\" # [x]\nb = 1\n", "a.b.c = { d = [ [ 1 ] ] }\n", "[a]\nb = [\n{ c.d = 1 },\n]\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		if checkShape([]byte(text)) != nil {
+			return
+		}
+		var v map[string]any
+		md, err := toml.Decode(text, &v)
+		if err != nil {
+			return
+		}
+		for _, k := range md.Keys() {
+			if len(k) > MaxKeyDepth {
+				t.Fatalf("checkShape let through key %s, %d deep", k, len(k))
+			}
+		}
+	})
 }
