@@ -9,25 +9,32 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sshmd5/sshmd5/internal/keyring"
+	"github.com/sshmd5/sshmd5/internal/nodump"
 	"github.com/sshmd5/sshmd5/internal/proxy"
 )
 
 const usage = `Usage: ssh-md5-proxy [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-4|-6] [--fdpass] HOST PORT
-       ssh-md5-proxy --has-key [-k KEYRING] ALIAS
+       ssh-md5-proxy --has-key [-k KEYRING] [-n ALIAS] HOST
        ssh-md5-proxy keygen -o FILE [-n ALIAS]
        ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-u TIMEOUT] [--json] HOST [PORT]
 
 Connect to HOST port PORT signing every segment with TCP-MD5 (RFC 2385),
 for use as an OpenSSH ProxyCommand. It never connects unsigned.
---has-key exits 0 if the keyring has a key for ALIAS, 1 if not (or if
-there is no keyring at the default place), silently.
+--has-key exits 0 if the proxy would find a key for ALIAS and HOST (ssh's
+%n and %h), 1 if not (or if there is no keyring at the default place),
+silently. On any other problem (a keyring that does not load, a usage
+error) it says so and exits 0, so that ssh runs the proxy, which fails
+closed, rather than dialling unsigned itself.
 keygen writes a new random key to FILE (mode 0600, never overwritten) and
 prints the keyring entries for both sides. probe checks a server: a signed
 connection gets its SSH host key, an unsigned one no answer (see "probe -h").
@@ -49,15 +56,18 @@ Example ~/.ssh/config, per host or for every host with a key:
     Host bastion
         HostName bastion.example.net
         ProxyCommand ssh-md5-proxy -n %n %h %p
-    Match exec "ssh-md5-proxy --has-key %n"
+    Match exec "ssh-md5-proxy --has-key -n %n %h"
         ProxyCommand ssh-md5-proxy --fdpass -n %n %h %p
         ProxyUseFdpass yes
 
 Exit status: 0 on success, 2 on a usage error, 255 on any other error
-(--has-key: 0 key found, 1 none, 255 keyring error).
+(--has-key: 0 key found or any error, 1 no key).
 `
 
-func main() { os.Exit(Main()) }
+func main() {
+	nodump.Set() // before any key is read: a core would hold it
+	os.Exit(Main())
+}
 
 // Main runs the command and returns its exit status.
 func Main() int {
@@ -101,32 +111,14 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 			io.WriteString(stderr, usage)
 			return 0
 		}
+		if slices.Contains(args, "--has-key") || slices.Contains(args, "-has-key") {
+			usageErr("%v", err)
+			return hasKeyMatch(stderr, "a usage error")
+		}
 		return usageErr("%v", err)
 	}
 	if hasKey {
-		if flags.NArg() != 1 || flags.Arg(0) == "" {
-			return usageErr("--has-key: want one ALIAS, got %d argument(s)", flags.NArg())
-		}
-		// Match exec runs --has-key for every host the user connects
-		// to: with no keyring at the default place, no host has a key,
-		// and that is no reason to print on every ssh. A keyring named
-		// with -k or $SSH_MD5_KEYRING must exist.
-		if keyringPath == "" && os.Getenv("SSH_MD5_KEYRING") == "" {
-			if p, err := keyring.DefaultClientPath(); err == nil {
-				if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-					return 1
-				}
-				keyringPath = p
-			}
-		}
-		kr, code := loadKeyring(keyringPath, stderr)
-		if kr == nil {
-			return code
-		}
-		if _, ok := kr.Lookup(flags.Arg(0), flags.Arg(0)); ok {
-			return 0
-		}
-		return 1
+		return runHasKey(flags.Args(), keyringPath, alias, stderr)
 	}
 	if flags.NArg() != 2 {
 		return usageErr("want HOST and PORT, got %d argument(s)", flags.NArg())
@@ -134,6 +126,13 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	host, port := flags.Arg(0), flags.Arg(1)
 	if host == "" || port == "" {
 		return usageErr("HOST and PORT must not be empty")
+	}
+	host, err := normHost(host)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if err := checkPort(port); err != nil {
+		return usageErr("%v", err)
 	}
 	if only4 && only6 {
 		return usageErr("-4 and -6 exclude each other")
@@ -200,6 +199,81 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	return 0
 }
 
+// runHasKey is --has-key [-n ALIAS] HOST, for ssh's Match exec. It must
+// find what the proxy would find for the same alias and host. Anything
+// but a sound keyring without an entry exits 0: ssh then runs the proxy,
+// which reports the problem and fails closed. A non-zero status would
+// make ssh dial by itself, unsigned.
+func runHasKey(args []string, keyringPath, alias string, stderr io.Writer) int {
+	match := func(format string, a ...any) int {
+		errorf(stderr, "--has-key: "+format, a...)
+		return hasKeyMatch(stderr, "")
+	}
+	if len(args) != 1 || args[0] == "" {
+		return match("want one HOST (ssh's %%h, with -n %%n for the alias), got %d argument(s); see -h", len(args))
+	}
+	host, err := normHost(args[0])
+	if err != nil {
+		return match("%v", err)
+	}
+	// Match exec runs --has-key for every host the user connects to:
+	// with no keyring at the default place, no host has a key, and that
+	// is no reason to print on every ssh. A keyring named with -k or
+	// $SSH_MD5_KEYRING must exist.
+	if keyringPath == "" && os.Getenv("SSH_MD5_KEYRING") == "" {
+		if p, err := keyring.DefaultClientPath(); err == nil {
+			if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+				return 1
+			}
+			keyringPath = p
+		}
+	}
+	kr, _ := loadKeyring(keyringPath, stderr)
+	if kr == nil {
+		return match("the keyring did not load")
+	}
+	if _, ok := kr.Lookup(alias, host); ok {
+		return 0
+	}
+	return 1
+}
+
+// hasKeyMatch is --has-key's answer when it cannot tell: yes.
+func hasKeyMatch(stderr io.Writer, why string) int {
+	if why != "" {
+		why = " after " + why
+	}
+	errorf(stderr, "--has-key: matching anyway%s, so that ssh runs the proxy, which will not connect unsigned", why)
+	return 0
+}
+
+// normHost takes HOST as ssh passes it, brackets around an IPv6 address
+// included.
+func normHost(h string) (string, error) {
+	inner, ok := strings.CutPrefix(h, "[")
+	if !ok {
+		return h, nil
+	}
+	inner, ok = strings.CutSuffix(inner, "]")
+	if a, err := netip.ParseAddr(inner); !ok || err != nil || !a.Is6() {
+		return "", fmt.Errorf("HOST %q: brackets hold an IPv6 address, e.g. [2001:db8::1] or 2001:db8::1", h)
+	}
+	return inner, nil
+}
+
+// checkPort refuses numeric ports the kernel would not dial: port 0 would
+// wait out the timeout and then blame the key.
+func checkPort(p string) error {
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return nil // a service name; the dial says if it is unknown
+	}
+	if n < 1 || n > 65535 {
+		return fmt.Errorf("PORT %s: not a port number; a port is 1 to 65535", p)
+	}
+	return nil
+}
+
 // loadKeyring loads the keyring, or prints why not and returns the exit
 // status.
 func loadKeyring(path string, stderr io.Writer) (*keyring.Keyring, int) {
@@ -217,7 +291,7 @@ func loadKeyring(path string, stderr io.Writer) (*keyring.Keyring, int) {
 			"or name another file with -k or $SSH_MD5_KEYRING", path)
 		return nil, 255
 	}
-	kr, err := keyring.Load(path)
+	kr, err := keyring.Load(path, keyring.Client)
 	if err != nil {
 		errorf(stderr, "%v", err)
 		return nil, 255

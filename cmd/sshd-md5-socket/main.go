@@ -14,6 +14,7 @@ import (
 
 	"github.com/sshmd5/sshmd5/internal/inspect"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
+	"github.com/sshmd5/sshmd5/internal/nodump"
 	"github.com/sshmd5/sshmd5/internal/shim"
 )
 
@@ -76,7 +77,7 @@ var hup = make(chan os.Signal, 1)
 
 func init() { signal.Notify(hup, syscall.SIGHUP) }
 
-func main() { os.Exit(Main()) }
+func main() { nodump.Set(); os.Exit(Main()) } // no core with keys in it
 
 // Main is the command, returning its exit status (testscript calls it).
 func Main() int {

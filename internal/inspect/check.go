@@ -50,12 +50,17 @@ func Check(w io.Writer, path string, listen []string) error {
 	for i, a := range addrs {
 		socks[i] = a.Socket
 	}
-	kr, err := keyring.Load(path)
+	kr, err := keyring.Load(path, keyring.Server)
 	if err != nil {
 		return err // names the file and the fix
 	}
 	var problems []string
 	fmt.Fprintf(w, "keyring %s: %d [peers] entries\n", path, len(kr.Peers))
+	// Client-side entries do not stop the shim; say what is wrong with
+	// them all the same.
+	for _, warn := range kr.Warnings {
+		fmt.Fprintf(w, "warning: %v (ignored: sshd-md5-socket uses only [peers])\n", warn)
+	}
 	if len(kr.Peers) == 0 {
 		problems = append(problems, fmt.Sprintf("keyring %s has no [peers]: nothing to sign incoming connections with; add [peers.\"0.0.0.0/0\"] and [peers.\"::/0\"]", path))
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -22,10 +23,6 @@ func openHint(err error, notExist string) string {
 	}
 	return ""
 }
-
-// maxFileSize bounds what we read: a keyring is small, and a key file
-// larger than this is a mistake the length check reports anyway.
-const maxFileSize = 1 << 20
 
 // readSecretFile reads a keyring or key file after the checks ssh makes
 // for private keys. Errors do not repeat the path except in the fix; the
@@ -50,7 +47,10 @@ func readSecretFile(path string) ([]byte, error) {
 	if err := checkSecretFile(path, fi); err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err := checkFolders(path); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -58,8 +58,8 @@ func readSecretFile(path string) ([]byte, error) {
 		}
 		return nil, err
 	}
-	if len(b) > maxFileSize {
-		return nil, fmt.Errorf("larger than %d bytes; is this the right file?", maxFileSize)
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("larger than %d bytes; is this the right file?", MaxSize)
 	}
 	return b, nil
 }
@@ -81,4 +81,56 @@ func checkSecretFile(path string, fi fs.FileInfo) error {
 		return fmt.Errorf("permissions %04o are too open: the file holds secrets; run chmod 600 %s", perm, path)
 	}
 	return nil
+}
+
+// checkFolders refuses a file that someone else could replace, as ssh's
+// StrictModes does: whoever can write to a folder on the way can swap the
+// file, or a symlink to it, for one of their choosing (say, a root-owned
+// file with guessable content, which passes checkSecretFile). Every
+// folder up to / must be owned by the user or root and not writable by
+// group or others; for a symlink, both the link's folders and the
+// target's. Unlike ssh, a sticky folder owned by root (/tmp) is allowed:
+// no one but its owner can rename or remove an entry there.
+func checkFolders(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	if err := checkFolderChain(filepath.Dir(abs)); err != nil {
+		return err
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return fmt.Errorf("resolving symbolic links: %w", err)
+	}
+	if real != abs {
+		if err := checkFolderChain(filepath.Dir(real)); err != nil {
+			return fmt.Errorf("(a symbolic link to %s) %w", real, err)
+		}
+	}
+	return nil
+}
+
+func checkFolderChain(dir string) error {
+	euid := os.Geteuid()
+	for {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("folder %s: %w", dir, err)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			mode := st.Mode & 0o7777
+			switch {
+			case int(st.Uid) != euid && st.Uid != 0:
+				return fmt.Errorf("folder %s is owned by uid %d, not you (uid %d) or root, who could replace the file; move the file to a folder of yours, or chown %d %s", dir, st.Uid, euid, euid, dir)
+			case mode&0o022 != 0 && !(mode&0o1000 != 0 && st.Uid == 0):
+				return fmt.Errorf("folder %s is writable by group or others (mode %04o), who could replace the file; run chmod go-w %s", dir, mode, dir)
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
+	}
 }

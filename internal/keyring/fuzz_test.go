@@ -35,8 +35,17 @@ func FuzzParse(f *testing.F) {
 	}
 	read := func(string) ([]byte, error) { return []byte("FILEsecret\n"), nil }
 	f.Fuzz(func(t *testing.T, doc, secret string) {
+		// Unquoted too, where a field name is mistyped: the decoder's own
+		// message would quote it.
+		for _, tail := range []string{"\nkye = " + secret + "\n", "\nhostname = " + secret + "\n"} {
+			text := doc + tail
+			if _, err := Parse(kpath, []byte(text), Both, read); err != nil && len(secret) >= 6 && isAlnum(secret) &&
+				strings.Count(text, secret) == 1 && strings.Contains(err.Error(), secret) {
+				t.Error("error quotes an unquoted value")
+			}
+		}
 		text := doc + "\nkey = \"" + secret + "\"\n"
-		k, err := Parse(kpath, []byte(text), read)
+		k, err := Parse(kpath, []byte(text), Both, read)
 		if err != nil {
 			if strings.Contains(err.Error(), "FILEsecret") {
 				t.Error("error leaks the key_file secret")

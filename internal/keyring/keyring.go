@@ -61,8 +61,11 @@ import (
 // Keyring is a parsed, validated keyring.
 type Keyring struct {
 	Path  string // as given to Load
-	Hosts []Host // in file order
-	Peers []Peer // sorted most specific first (longest prefix), then by address
+	Hosts []Host // in file order; none when loaded for the Server side
+	Peers []Peer // sorted most specific first (longest prefix), then by address; none for Client
+	// Warnings are the problems of the entries the side does not use,
+	// which are left out instead of failing the load.
+	Warnings []error
 }
 
 // Host is one [hosts] entry.
@@ -148,33 +151,45 @@ func DefaultServerPath() string {
 	return "/etc/ssh/md5-keyring.toml"
 }
 
+// Side says which half of a keyring a program uses: ssh-md5-proxy signs
+// with [hosts], sshd-md5-socket with [peers]. Load still checks the other
+// half, but its problems become warnings (Keyring.Warnings) and its
+// entries are left out: a client entry whose key file is missing must not
+// keep sshd-md5-socket from starting, and a broken [peers] entry must not
+// stop ssh.
+type Side int
+
+const (
+	Both   Side = iota // every entry counts; its problems are errors
+	Client             // [hosts] counts; [peers] problems are warnings
+	Server             // [peers] counts; [hosts] problems are warnings
+)
+
+// uses reports whether the side works with the table ("hosts", "peers").
+func (s Side) uses(table string) bool {
+	switch s {
+	case Client:
+		return table == "hosts"
+	case Server:
+		return table == "peers"
+	}
+	return true
+}
+
 // Load reads, permission-checks and validates the keyring at path and the
-// key files it names.
-func Load(path string) (*Keyring, error) {
+// key files it names, for side.
+func Load(path string, side Side) (*Keyring, error) {
 	data, err := readSecretFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyring %s: %w%s", path, err, openHint(err, "create it (chmod 600) or name another file with -k"))
 	}
-	return Parse(path, data, readSecretFile)
+	return Parse(path, data, side, readSecretFile)
 }
 
-// The TOML shape. Values are plain strings; IsDefined tells "absent" from
-// "empty".
-type fileHost struct {
-	Hostname string `toml:"hostname"`
-	KeyFile  string `toml:"key_file"`
-	Key      string `toml:"key"`
-}
-
-type filePeer struct {
-	KeyFile   string `toml:"key_file"`
-	Key       string `toml:"key"`
-	Interface string `toml:"interface"`
-}
-
-type file struct {
-	Hosts map[string]fileHost `toml:"hosts"`
-	Peers map[string]filePeer `toml:"peers"`
+// The fields each table's entries may have; every value is a string.
+var fields = map[string][]string{
+	"hosts": {"hostname", "key_file", "key"},
+	"peers": {"key_file", "key", "interface"},
 }
 
 // parser carries what every error message needs.
@@ -182,7 +197,6 @@ type parser struct {
 	path    string
 	lines   map[string]int // toml.Key.String() -> line
 	readKey func(string) ([]byte, error)
-	md      toml.MetaData
 }
 
 func (p *parser) errorf(line int, entry, format string, args ...any) error {
@@ -198,33 +212,28 @@ func (p *parser) errorf(line int, entry, format string, args ...any) error {
 	return fmt.Errorf("%s"+format, append([]any{prefix}, args...)...)
 }
 
-// Parse validates keyring text. readKey reads a key_file, given as an
-// absolute path (relative ones are taken from filepath.Dir(path)); Load
-// passes a reader that also checks permissions, which is also what a nil
-// readKey means.
-func Parse(path string, data []byte, readKey func(path string) ([]byte, error)) (*Keyring, error) {
+// Parse validates keyring text for side. readKey reads a key_file, given
+// as an absolute path (relative ones are taken from filepath.Dir(path));
+// Load passes a reader that also checks permissions, which is also what a
+// nil readKey means.
+func Parse(path string, data []byte, side Side, readKey func(path string) ([]byte, error)) (*Keyring, error) {
 	if readKey == nil {
 		readKey = readSecretFile
 	}
 	p := &parser{path: path, readKey: readKey}
-	var f file
-	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(&f)
+	// Before the decoder, whose memory grows with the square of the
+	// nesting: a small hostile file could otherwise take gigabytes.
+	if err := checkShape(data); err != nil {
+		return nil, p.shapeError(err)
+	}
+	// A generic decode never fails on types, so every type error below
+	// is ours, with a line and the keyring's words instead of Go's.
+	var raw map[string]any
+	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(&raw)
 	if err != nil {
 		return nil, p.tomlError(data, err)
 	}
-	p.md = md
 	p.lines = keyLines(data)
-	// The decoder leaves the maps empty for `hosts = 5` instead of
-	// failing; say so rather than report a keyring with no entries.
-	for _, top := range []string{"hosts", "peers"} {
-		if t := md.Type(top); t != "" && t != "Hash" && t != "ArrayHash" {
-			return nil, p.errorf(p.lines[top], top, "not a table; write [%s.NAME] tables with their fields on the lines below, e.g. [%s]", top, map[string]string{"hosts": "hosts.bastion", "peers": `peers."0.0.0.0/0"`}[top])
-		}
-	}
-
-	if err := p.checkUndecoded(); err != nil {
-		return nil, err
-	}
 
 	k := &Keyring{Path: path}
 	hostPrefixes := map[netip.Prefix]string{}
@@ -233,60 +242,81 @@ func Parse(path string, data []byte, readKey func(path string) ([]byte, error)) 
 		iface  string
 	}
 	peerEntries := map[peerID]string{}
+	// fail returns err when side uses the table, or keeps it as a warning.
+	fail := func(table string, err error) error {
+		if side.uses(table) {
+			return err
+		}
+		k.Warnings = append(k.Warnings, err)
+		return nil
+	}
+	skip := map[string]bool{} // tables that are not tables: their keys are reported once
 	// md.Keys() is in file order, which is the order errors should come in
-	// and the order Hosts keeps.
+	// and the order Hosts keeps. A dotted key (peers."::/0".key = ...)
+	// defines its tables without listing them: each table and entry is
+	// taken where it first appears.
+	seen := map[string]bool{}
 	for _, key := range md.Keys() {
-		if len(key) != 2 {
+		top := key[0]
+		if _, ok := fields[top]; !ok {
+			return nil, p.errorf(p.line(key[:1]), "", "unknown table %s; the tables are [hosts] and [peers]", key[:1])
+		}
+		if !seen[top] {
+			seen[top] = true
+			example := map[string]string{"hosts": "hosts.bastion", "peers": `peers."0.0.0.0/0"`}[top]
+			var err error
+			switch raw[top].(type) {
+			case map[string]any:
+			case []map[string]any:
+				err = p.errorf(p.line(key[:1]), top, "[[%s]] is an array of tables, not an entry; entries are tables such as [%s]", top, example)
+			default:
+				err = p.errorf(p.line(key[:1]), top, "not a table; write [%s.NAME] tables with their fields on the lines below, e.g. [%s]", top, example)
+			}
+			if err != nil {
+				skip[top] = true
+				if err := fail(top, err); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if len(key) < 2 || skip[top] || seen[key[:2].String()] {
 			continue
 		}
-		name := key[1]
-		entry := key.String()
-		line := p.lines[entry]
-		switch key[0] {
-		case "hosts":
-			h := f.Hosts[name]
-			host := Host{Name: name, Hostname: h.Hostname, Line: line}
-			if name == "" {
-				return nil, p.errorf(line, entry, "empty name; name the entry after the ssh alias, a glob or an address")
-			}
-			if pfx, ok, err := hostPrefix(name); err != nil {
-				return nil, p.errorf(line, entry, "%v", err)
-			} else if ok {
+		key = key[:2]
+		seen[key.String()] = true
+		table, _ := raw[top].(map[string]any)
+		entry, err := p.entry(key, table[key[1]])
+		if err == nil && top == "hosts" {
+			if pfx, ok, _ := hostPrefix(key[1]); ok {
 				if other, dup := hostPrefixes[pfx]; dup {
-					return nil, p.errorf(line, entry, "same prefix %s as %s; keep one of them", pfx, other)
-				}
-				hostPrefixes[pfx] = entry
-			}
-			if md.IsDefined("hosts", name, "hostname") && h.Hostname == "" {
-				return nil, p.errorf(line, entry, "hostname is empty; remove it or name the host ssh dials")
-			}
-			host.Secret, host.Source, err = p.secret(line, key, h.Key, h.KeyFile)
-			if err != nil {
-				return nil, err
-			}
-			k.Hosts = append(k.Hosts, host)
-		case "peers":
-			e := f.Peers[name]
-			pfx, err := parsePrefix(name)
-			if err != nil {
-				return nil, p.errorf(line, entry, "%v", err)
-			}
-			if md.IsDefined("peers", name, "interface") {
-				if err := checkIfname(e.Interface); err != nil {
-					return nil, p.errorf(line, entry, "%v", err)
+					err = p.errorf(entry.line, key.String(), "same prefix %s as %s; keep one of them", pfx, other)
+				} else {
+					hostPrefixes[pfx] = key.String()
 				}
 			}
-			id := peerID{pfx, e.Interface}
+		}
+		if err == nil && top == "peers" {
+			id := peerID{entry.prefix, entry.iface}
 			if other, dup := peerEntries[id]; dup {
-				return nil, p.errorf(line, entry, "same prefix %s and interface as %s; keep one of them", pfx, other)
+				err = p.errorf(entry.line, key.String(), "same prefix %s and interface as %s; keep one of them", entry.prefix, other)
+			} else {
+				peerEntries[id] = key.String()
 			}
-			peerEntries[id] = entry
-			peer := Peer{Name: name, Prefix: pfx, Interface: e.Interface, Line: line}
-			peer.Secret, peer.Source, err = p.secret(line, key, e.Key, e.KeyFile)
-			if err != nil {
+		}
+		if err != nil {
+			if err := fail(top, err); err != nil {
 				return nil, err
 			}
-			k.Peers = append(k.Peers, peer)
+			continue
+		}
+		if !side.uses(top) {
+			clear(entry.secret) // checked, and not ours to keep
+			continue
+		}
+		if top == "hosts" {
+			k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Secret: entry.secret, Source: entry.source, Line: entry.line})
+		} else {
+			k.Peers = append(k.Peers, Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Secret: entry.secret, Source: entry.source, Line: entry.line})
 		}
 	}
 	slices.SortStableFunc(k.Peers, func(a, b Peer) int {
@@ -298,30 +328,97 @@ func Parse(path string, data []byte, readKey func(path string) ([]byte, error)) 
 	return k, nil
 }
 
-func (p *parser) checkUndecoded() error {
-	for _, key := range p.md.Undecoded() {
-		line := p.lines[key.String()]
-		switch {
-		case key[0] != "hosts" && key[0] != "peers":
-			return p.errorf(line, "", "unknown table %s; the tables are [hosts] and [peers]", key[:1])
-		case len(key) == 2:
-			// An [[array]] of tables decodes without a type error but
-			// leaves its fields behind.
-			return p.errorf(line, key.String(), "not an entry; entries are tables such as [%s.name]", key[0])
-		case key[0] == "hosts":
-			return p.errorf(line, key[:2].String(), "unknown field %q; the fields are hostname, key_file and key", key[2])
-		default:
-			return p.errorf(line, key[:2].String(), "unknown field %q; the fields are key_file, key and interface", key[2])
+// line is the line of key, or of the first line that sets something under
+// it, or 0.
+func (p *parser) line(key toml.Key) int {
+	return p.lines[key.String()]
+}
+
+// entry is one [hosts] or [peers] table, checked.
+type entry struct {
+	line     int
+	hostname string       // hosts
+	prefix   netip.Prefix // peers
+	iface    string       // peers
+	secret   md5.Secret
+	source   string
+}
+
+// entry checks the entry key (hosts.NAME or peers.NAME) whose decoded
+// value is v, and reads its key.
+func (p *parser) entry(key toml.Key, v any) (entry, error) {
+	top, name, where := key[0], key[1], key.String()
+	e := entry{line: p.line(key)}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return e, p.errorf(e.line, where, "not a table; %s hold tables such as [hosts.bastion] and [peers.\"0.0.0.0/0\"], with their fields on the lines below", top)
+	}
+	// Field problems in file order: the first one a reader meets.
+	var bad toml.Key
+	var badWhere, badErr string
+	for f, fv := range m {
+		fk := append(slices.Clip(key), f)
+		msgWhere, msg := where, ""
+		if !slices.Contains(fields[top], f) {
+			msg = fmt.Sprintf("unknown field %q; the fields are %s", f, fieldList(top))
+		} else if _, ok := fv.(string); !ok {
+			msgWhere, msg = fk.String(), "not a string; every field is a quoted string on its own line, e.g. key_file = \"md5/bastion.key\""
+		} else {
+			continue
+		}
+		if bad == nil || p.line(fk) < p.line(bad) || p.line(fk) == p.line(bad) && f < bad[2] {
+			bad, badWhere, badErr = fk, msgWhere, msg
 		}
 	}
-	return nil
+	if bad != nil {
+		l := p.line(bad)
+		if l == 0 { // inside an inline table
+			l = e.line
+		}
+		return e, p.errorf(l, badWhere, "%s", badErr)
+	}
+	str := func(f string) (string, bool) {
+		s, ok := m[f].(string)
+		return s, ok
+	}
+	switch top {
+	case "hosts":
+		if name == "" {
+			return e, p.errorf(e.line, where, "empty name; name the entry after the ssh alias, a glob or an address")
+		}
+		if _, _, err := hostPrefix(name); err != nil {
+			return e, p.errorf(e.line, where, "%v", err)
+		}
+		var set bool
+		if e.hostname, set = str("hostname"); set && e.hostname == "" {
+			return e, p.errorf(e.line, where, "hostname is empty; remove it or name the host ssh dials")
+		}
+	case "peers":
+		var err error
+		if e.prefix, err = parsePrefix(name); err != nil {
+			return e, p.errorf(e.line, where, "%v", err)
+		}
+		var set bool
+		if e.iface, set = str("interface"); set {
+			if err := checkIfname(e.iface); err != nil {
+				return e, p.errorf(e.line, where, "%v", err)
+			}
+		}
+	}
+	inline, hasKey := str("key")
+	keyFile, hasFile := str("key_file")
+	var err error
+	e.secret, e.source, err = p.secret(e.line, where, hasKey, inline, hasFile, keyFile)
+	return e, err
+}
+
+func fieldList(top string) string {
+	f := fields[top]
+	return strings.Join(f[:len(f)-1], ", ") + " and " + f[len(f)-1]
 }
 
 // secret returns the entry's key and a description of where it came from.
-func (p *parser) secret(line int, key toml.Key, inline, keyFile string) (md5.Secret, string, error) {
-	entry := key.String()
-	hasKey := p.md.IsDefined(key[0], key[1], "key")
-	hasFile := p.md.IsDefined(key[0], key[1], "key_file")
+func (p *parser) secret(line int, entry string, hasKey bool, inline string, hasFile bool, keyFile string) (md5.Secret, string, error) {
 	switch {
 	case hasKey && hasFile:
 		return nil, "", p.errorf(line, entry, "both key and key_file are set; keep one")
@@ -360,47 +457,66 @@ func (p *parser) secret(line int, key toml.Key, inline, keyFile string) (md5.Sec
 	return md5.Secret(b), "key_file " + abs, nil
 }
 
-// keyLine matches a line that may assign a key, so that a parser message
-// about it, which can quote the value, is withheld.
-var keyLine = regexp.MustCompile(`(?i)(^|[^a-z0-9_-])key([^a-z0-9_-]|$)|\\`)
+var duplicate = regexp.MustCompile(`^Key '(.*)' (has already been defined|was already created as a hash|was already created and cannot be used as an array)\.$`)
 
-var decodeErr = regexp.MustCompile(`^toml: line (\d+) \(last key (".*")\): (.*)$`)
+// syntaxHints says what a parser message means, by its start, in words
+// that quote nothing: the parser's own text can quote what it choked on,
+// which on a key line is the key.
+var syntaxHints = []struct{ prefixes, hint string }{
+	{"expected value|unexpected EOF; expected value|Invalid integer|Invalid float|invalid float|not a binary|not an octal|not a hexadecimal|expected a digit|cannot use sign|floats must|Invalid TOML Datetime|invalid datetime",
+		`a value is not a quoted string; every field is one, e.g. key = "..." or key_file = "md5/bastion.key"`},
+	{`unexpected EOF; expected '"'|unexpected EOF; expected "'"|unexpected '""""""'|unexpected ""|invalid escape|Escaped character|expected two hex|expected four hex|expected eight hex|strings cannot contain newlines|control characters`,
+		`a string is not closed or holds a bad escape or a newline; write it on one line as "..." (or '...' to take backslashes literally)`},
+	{"expected a top-level item to end",
+		`more text follows a value; put one field per line and quote the value, e.g. key = "..."`},
+	{"expected '.' or ']' to end table name|unexpected end of table name|unexpected table separator|expected end of table array name",
+		`a table header is malformed; write [hosts.NAME] or [peers."ADDRESS/LEN"], with quotes around names that hold dots or slashes`},
+	{"expected '.' or '='|unexpected '='|unexpected '.'|unexpected '=': key name|unexpected '.': keys|unexpected EOF; expected key separator",
+		`expected NAME = "value"; quote names that hold anything but letters, digits, - and _`},
+	{"expected a comma|unexpected comma",
+		`an inline table or array is malformed; prefer one [hosts.NAME] or [peers."ADDRESS"] table per entry`},
+	{"files cannot contain NULL bytes",
+		"the file holds NUL bytes: probably UTF-16; save it as UTF-8"},
+}
 
-// tomlError turns a toml error into one naming the keyring and line. The
-// parser's message can quote what it choked on, so it is dropped when that
-// could be a key.
+// tomlError turns a toml error into one naming the keyring, the line and
+// the fix. It never passes on the parser's own text, which can quote a
+// value: a key.
 func (p *parser) tomlError(data []byte, err error) error {
 	var pe toml.ParseError
-	if errors.As(err, &pe) {
-		line := pe.Position.Line
-		last := pe.LastKey
-		risky := last == "key" || strings.HasSuffix(last, ".key")
-		if lines := strings.Split(string(data), "\n"); line >= 1 && line <= len(lines) {
-			risky = risky || keyLine.MatchString(lines[line-1])
-		} else {
-			risky = true
-		}
-		if risky {
-			return p.errorf(line, "", "syntax error on a line that may hold a key (details withheld so as not to echo it); check its quoting: key = \"...\"")
-		}
-		return p.errorf(line, "", "syntax error: %s; see https://toml.io", pe.Message)
+	if !errors.As(err, &pe) {
+		return p.errorf(0, "", "not valid TOML (details withheld: they could quote a key); see https://toml.io")
 	}
-	// Decoding errors (wrong types) name the key and line but never quote
-	// values.
-	if m := decodeErr.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		entry, uerr := strconv.Unquote(m[2])
-		if uerr != nil {
-			entry = m[2]
+	line := pe.Position.Line
+	if m := duplicate.FindStringSubmatch(pe.Message); m != nil {
+		// The message names a key, not a value.
+		first := ""
+		if l := p.firstLine(data, m[1]); l > 0 && l != line {
+			first = " (first on line " + strconv.Itoa(l) + ")"
 		}
-		// m[3] names Go types ("keyring.fileHost", "int64"); say what the
-		// keyring wants instead.
-		if keyDepth(entry) >= 3 {
-			return p.errorf(line, entry, "not a string; every field is a quoted string, e.g. key_file = \"md5/bastion.key\"")
-		}
-		return p.errorf(line, entry, "not a table; hosts and peers hold tables such as [hosts.bastion] and [peers.\"0.0.0.0/0\"], with their fields on the lines below")
+		return p.errorf(line, m[1], "set twice%s; keep one", first)
 	}
-	return p.errorf(0, "", "%s", strings.TrimPrefix(err.Error(), "toml: "))
+	hint := "not valid TOML (details withheld: they could quote a key); see https://toml.io"
+hints:
+	for _, h := range syntaxHints {
+		for _, pre := range strings.Split(h.prefixes, "|") {
+			if strings.HasPrefix(pe.Message, pre) {
+				hint = h.hint
+				break hints
+			}
+		}
+	}
+	where := ""
+	if pe.Position.Col > 0 {
+		where = " at column " + strconv.Itoa(pe.Position.Col)
+	}
+	return p.errorf(line, "", "syntax error%s: %s", where, hint)
+}
+
+// firstLine is the line where key (as the parser names it) is first set,
+// or 0.
+func (p *parser) firstLine(data []byte, key string) int {
+	return keyLines(data)[key]
 }
 
 // keyLines maps each table header and key in data to its line, because
@@ -418,6 +534,9 @@ func keyLines(data []byte) map[string]int {
 		if m := simpleHeader.FindStringSubmatch(t); m != nil {
 			table = toml.Key{m[1], m[2] + m[3]}
 			keys = []toml.Key{table}
+		} else if k, ok := headerKey(t); ok {
+			table = k
+			keys = []toml.Key{table}
 		} else if t[0] == '[' {
 			keys = parseKeys(t)
 			if len(keys) == 0 {
@@ -432,15 +551,20 @@ func keyLines(data []byte) map[string]int {
 			}
 			if bare := strings.TrimSpace(lhs); bareKey.MatchString(bare) {
 				keys = append(keys, append(slices.Clip(table), bare))
+			} else if k, ok := dottedKey(lhs); ok {
+				keys = append(keys, append(slices.Clip(table), k...))
 			} else {
 				for _, k := range parseKeys(lhs + "= 0") {
 					keys = append(keys, append(slices.Clip(table), k...))
 				}
 			}
 		}
+		// Prefixes too: `key.a = 1` is where hosts.NAME.key is set.
 		for _, k := range keys {
-			if _, seen := lines[k.String()]; !seen {
-				lines[k.String()] = i + 1
+			for n := len(k); n >= 1; n-- {
+				if _, seen := lines[k[:n].String()]; !seen {
+					lines[k[:n].String()] = i + 1
+				}
 			}
 		}
 	}
@@ -455,16 +579,69 @@ var (
 	bareKey      = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
-// keyDepth counts the parts of a dotted key such as hosts."a.b".key (3).
-func keyDepth(entry string) int {
-	n := 0
-	for _, k := range parseKeys(entry + " = 0") {
-		n = max(n, len(k))
+// headerKey reads a [table] or [[table]] line (with no comment) the way
+// dottedKey reads a key.
+func headerKey(t string) (toml.Key, bool) {
+	inner, ok := strings.CutPrefix(t, "[")
+	if !ok {
+		return nil, false
 	}
-	if n == 0 {
-		n = strings.Count(entry, ".") + 1
+	inner, ok = strings.CutSuffix(inner, "]")
+	if !ok {
+		return nil, false
 	}
-	return n
+	if a, ok := strings.CutPrefix(inner, "["); ok {
+		if inner, ok = strings.CutSuffix(a, "]"); !ok {
+			return nil, false
+		}
+	}
+	return dottedKey(inner)
+}
+
+// dottedKey splits a.b."c.d".'e' into its parts, for the keys whose parts
+// are bare or quoted without escapes: the common ones, read without a
+// decoder. ok is false for anything else.
+func dottedKey(s string) (toml.Key, bool) {
+	var k toml.Key
+	for {
+		s = strings.TrimLeft(s, " \t")
+		var part string
+		switch {
+		case s == "":
+			return nil, false
+		case s[0] == '"' || s[0] == '\'':
+			end := strings.IndexByte(s[1:], s[0])
+			if end < 0 {
+				return nil, false
+			}
+			part, s = s[1:1+end], s[2+end:]
+			if strings.ContainsAny(part, "\\\n") {
+				return nil, false
+			}
+		default:
+			end := strings.IndexFunc(s, func(r rune) bool { return !isBareKeyChar(r) })
+			if end < 0 {
+				end = len(s)
+			}
+			if end == 0 {
+				return nil, false
+			}
+			part, s = s[:end], s[end:]
+		}
+		k = append(k, part)
+		s = strings.TrimLeft(s, " \t")
+		if s == "" {
+			return k, true
+		}
+		if s[0] != '.' {
+			return nil, false
+		}
+		s = s[1:]
+	}
+}
+
+func isBareKeyChar(r rune) bool {
+	return 'A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '_' || r == '-'
 }
 
 func parseKeys(s string) []toml.Key {

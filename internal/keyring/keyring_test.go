@@ -46,13 +46,13 @@ func TestParseErrors(t *testing.T) {
 		name, text string
 		want       []string // substrings of the error
 	}{
-		{"syntax", "[hosts.a\n", []string{kpath + ":2:", "syntax error", "expected '.' or ']'"}},
-		{"syntax on key line", "[hosts.a]\nkey = " + secret + "\n", []string{kpath + ":2:", "withheld"}},
-		{"syntax after key value", "[hosts.a]\nkey = 1" + secret + "\n", []string{kpath + ":2:", "withheld"}},
-		{"bad escape in multiline key", "[hosts.a]\nkey = \"\"\"x\n" + secret + "\\x\"\"\"\n", []string{kpath + ":3:", "withheld"}},
-		{"inline table key", "hosts = { a = { key = " + secret + " } }\n", []string{kpath + ":1:", "withheld"}},
-		{"escaped key name", "[hosts.a]\n\"k\\u0065y\" = 1" + secret + "\n", []string{kpath + ":2:", "withheld"}},
-		{"newline in key", "[hosts.a]\nkey = \"" + secret + "\n\"\n", []string{kpath + ":2:", "withheld"}},
+		{"syntax", "[hosts.a\n", []string{kpath + ":2:", "syntax error at column 9", "table header is malformed"}},
+		{"syntax on key line", "[hosts.a]\nkey = " + secret + "\n", []string{kpath + ":2:", "not a quoted string"}},
+		{"syntax after key value", "[hosts.a]\nkey = 1" + secret + "\n", []string{kpath + ":2:", "more text follows a value"}},
+		{"bad escape in multiline key", "[hosts.a]\nkey = \"\"\"x\n" + secret + "\\x\"\"\"\n", []string{kpath + ":3:", "bad escape"}},
+		{"inline table key", "hosts = { a = { key = " + secret + " } }\n", []string{kpath + ":1:", "not a quoted string"}},
+		{"escaped key name", "[hosts.a]\n\"k\\u0065y\" = 1" + secret + "\n", []string{kpath + ":2:", "more text follows"}},
+		{"newline in key", "[hosts.a]\nkey = \"" + secret + "\n\"\n", []string{kpath + ":2:", "on one line"}},
 		{"wrong type", "[hosts.a]\nkey = 5\n", []string{kpath + ":2:", "hosts.a.key: not a string", `e.g. key_file = "md5/bastion.key"`}},
 		{"wrong type dotted name", "[hosts.\"a.b\"]\nkey = 5\n", []string{kpath + ":2:", `hosts."a.b".key: not a string`}},
 		{"entry not a table", "[hosts]\na = \"" + secret + "\"\n", []string{kpath + ":2:", "hosts.a: not a table", "[hosts.bastion]"}},
@@ -90,11 +90,21 @@ func TestParseErrors(t *testing.T) {
 		{"long interface", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\ninterface = \"abcdefghijklmnop\"\n", []string{"longer than 15"}},
 		{"space interface", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\ninterface = \"a b\"\n", []string{"whitespace"}},
 		{"empty interface", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\ninterface = \"\"\n", []string{"interface is empty"}},
-		{"array of tables", "[[hosts]]\nkey = \"" + secret + "\"\n", []string{kpath + ":2:", "hosts.key", "entries are tables such as [hosts.name]"}},
+		// Never the parser's quote of a value, whatever the field.
+		{"unquoted value of a mistyped field", "[hosts.a]\nkye = " + secret + "abcdef\n", []string{kpath + ":2:", "syntax error at column 7", "not a quoted string"}},
+		{"unquoted hostname", "[hosts.a]\nhostname = " + secret + "\n", []string{kpath + ":2:", "not a quoted string"}},
+		{"unquoted peer field", "[peers.\"::/0\"]\ninterface = " + secret + "x\n", []string{kpath + ":2:", "not a quoted string"}},
+		{"bad integer", "[hosts.a]\nkey = 0" + secret + "\n", []string{kpath + ":2:"}},
+		{"bad escape", "[hosts.a]\nhostname = \"" + secret + "\\q\"\n", []string{kpath + ":2:", "bad escape"}},
+		{"dotted field", "[hosts.a]\nkey.a = \"" + secret + "\"\n", []string{kpath + ":2:", "hosts.a.key: not a string"}},
+		{"dotted field inline", "[hosts]\na = { key.b = \"" + secret + "\" }\n", []string{kpath + ":2:", "hosts.a.key: not a string"}},
+		{"duplicate field", "[hosts.a]\nkey = \"" + secret + "\"\nkey = \"" + secret + "2\"\n", []string{kpath + ":3:", "hosts.a.key: set twice (first on line 2); keep one"}},
+		{"duplicate table", "[hosts.a]\nkey = \"" + secret + "\"\n\n[hosts.a]\nkey = \"" + secret + "\"\n", []string{kpath + ":4:", "hosts.a: set twice (first on line 1); keep one"}},
+		{"array of tables", "[[hosts]]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "[[hosts]] is an array of tables", "entries are tables such as [hosts.bastion]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(kpath, []byte(tt.text), fakeKeys(files))
+			_, err := Parse(kpath, []byte(tt.text), Both, fakeKeys(files))
 			if err == nil {
 				t.Fatal("Parse succeeded, want an error")
 			}
@@ -142,7 +152,7 @@ key = "ten"
 key = "x"
 `
 	// The last entry has a trailing space in its name: a bad prefix.
-	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+	if _, err := Parse(kpath, []byte(text), Both, nil); err == nil {
 		t.Fatal("name with a trailing space accepted")
 	}
 	text = strings.TrimSuffix(text, "[peers.\"10.0.0.0/8 \"]\nkey = \"x\"\n")
@@ -150,7 +160,7 @@ key = "x"
 		"/etc/ssh/md5/bastion.key": "bastion\n",
 		"/etc/ssh/md5/default.key": "default",
 	}
-	k, err := Parse(kpath, []byte(text), fakeKeys(files))
+	k, err := Parse(kpath, []byte(text), Both, fakeKeys(files))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +216,7 @@ key = "x"
 
 func TestParseEmpty(t *testing.T) {
 	for _, text := range []string{"", "# nothing\n", "[hosts]\n[peers]\n"} {
-		k, err := Parse(kpath, []byte(text), nil)
+		k, err := Parse(kpath, []byte(text), Both, nil)
 		if err != nil {
 			t.Errorf("%q: %v", text, err)
 			continue
@@ -228,15 +238,15 @@ func TestPeersOrder(t *testing.T) {
 "10.1.0.0/16" = { key = "f" }
 "10.0.0.0/8" = { key = "g" }
 `
-	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+	if _, err := Parse(kpath, []byte(text), Both, nil); err == nil {
 		t.Fatal("duplicate key accepted")
 	}
 	text = strings.Replace(text, `"10.0.0.0/8" = { key = "g" }`, `"10.0.0.0/08" = { key = "g" }`, 1)
-	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+	if _, err := Parse(kpath, []byte(text), Both, nil); err == nil {
 		t.Fatal("leading zero in the prefix length accepted")
 	}
 	text = strings.Replace(text, `"10.0.0.0/08" = { key = "g" }`, "", 1)
-	k, err := Parse(kpath, []byte(text), nil)
+	k, err := Parse(kpath, []byte(text), Both, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,16 +270,16 @@ func TestPeerSameInterfaceDuplicate(t *testing.T) {
 "10.0.0.1/32" = { key = "d", interface = "vrf" }
 "10.0.0.1" = { key = "e", interface = "vrf" }
 `
-	_, err := Parse(kpath, []byte(text), nil)
+	_, err := Parse(kpath, []byte(text), Both, nil)
 	if err == nil || !strings.Contains(err.Error(), kpath+`:3: peers."10.0.0.0/8 ": bad prefix`) {
 		t.Errorf("err = %v", err)
 	}
 	text = strings.Replace(text, `"10.0.0.0/8 "`, `"10.0.0.0/8"`, 1)
-	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+	if _, err := Parse(kpath, []byte(text), Both, nil); err == nil {
 		t.Error("duplicate key accepted")
 	}
 	text = strings.Replace(text, `"10.0.0.0/8" = { key = "b" }`, `"10.0.0.0/9" = { key = "b" }`, 1)
-	_, err = Parse(kpath, []byte(text), nil)
+	_, err = Parse(kpath, []byte(text), Both, nil)
 	if err == nil || !strings.Contains(err.Error(), kpath+`:5: peers."10.0.0.1": same prefix 10.0.0.1/32 and interface as peers."10.0.0.1/32"`) {
 		t.Errorf("err = %v", err)
 	}
@@ -294,7 +304,7 @@ func TestKeyFileNewline(t *testing.T) {
 	}
 	for i, tt := range tests {
 		files := map[string]string{"/etc/ssh/x.key": tt.content}
-		k, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"x.key\"\n"), fakeKeys(files))
+		k, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"x.key\"\n"), Both, fakeKeys(files))
 		if tt.want == "" {
 			if err == nil {
 				t.Errorf("case %d: accepted a %d-byte key file", i, len(tt.content))
@@ -314,21 +324,21 @@ func TestKeyFileNewline(t *testing.T) {
 func TestInlineKeyLength(t *testing.T) {
 	for _, n := range []int{1, 80} {
 		text := "[hosts.a]\nkey = \"" + strings.Repeat("k", n) + "\"\n"
-		if _, err := Parse(kpath, []byte(text), nil); err != nil {
+		if _, err := Parse(kpath, []byte(text), Both, nil); err != nil {
 			t.Errorf("%d bytes: %v", n, err)
 		}
 	}
 	// Bytes, not runes: 27 three-byte runes are 81 bytes.
 	text := "[hosts.a]\nkey = \"" + strings.Repeat("€", 27) + "\"\n"
-	if _, err := Parse(kpath, []byte(text), nil); err == nil {
+	if _, err := Parse(kpath, []byte(text), Both, nil); err == nil {
 		t.Error("81-byte key accepted")
 	}
 }
 
-func TestSyntaxErrorShown(t *testing.T) {
-	// Off key lines, the parser's message helps and is kept.
-	_, err := Parse(kpath, []byte("[hosts.a]\nhostname = bare\n"), nil)
-	if err == nil || !strings.Contains(err.Error(), `expected value but found "bare"`) || !strings.Contains(err.Error(), kpath+":2:") {
+func TestSyntaxErrorNeverQuotes(t *testing.T) {
+	// Off key lines too: the parser's message would quote "bare".
+	_, err := Parse(kpath, []byte("[hosts.a]\nhostname = bare\n"), Both, nil)
+	if err == nil || strings.Contains(err.Error(), "bare") || !strings.Contains(err.Error(), kpath+":2:") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -336,18 +346,18 @@ func TestSyntaxErrorShown(t *testing.T) {
 func TestRelativeKeyFile(t *testing.T) {
 	var got string
 	read := func(p string) ([]byte, error) { got = p; return []byte("k"), nil }
-	if _, err := Parse("rel/k.toml", []byte("[hosts.a]\nkey_file = \"a.key\"\n"), read); err != nil {
+	if _, err := Parse("rel/k.toml", []byte("[hosts.a]\nkey_file = \"a.key\"\n"), Both, read); err != nil {
 		t.Fatal(err)
 	}
 	wd, _ := os.Getwd()
 	if got != filepath.Join(wd, "rel", "a.key") {
 		t.Errorf("read %q", got)
 	}
-	if _, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"/abs/a.key\"\n"), read); err != nil || got != "/abs/a.key" {
+	if _, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"/abs/a.key\"\n"), Both, read); err != nil || got != "/abs/a.key" {
 		t.Errorf("read %q, err %v", got, err)
 	}
 	failing := func(string) ([]byte, error) { return nil, errors.New("boom") }
-	_, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"a.key\"\n"), failing)
+	_, err := Parse(kpath, []byte("[hosts.a]\nkey_file = \"a.key\"\n"), Both, failing)
 	if err == nil || !strings.Contains(err.Error(), "key_file /etc/ssh/a.key: boom") {
 		t.Errorf("err = %v", err)
 	}
@@ -370,5 +380,86 @@ func TestDefaultPaths(t *testing.T) {
 	t.Setenv("CREDENTIALS_DIRECTORY", "")
 	if p := DefaultServerPath(); p != "/etc/ssh/md5-keyring.toml" {
 		t.Errorf("DefaultServerPath = %q", p)
+	}
+}
+
+// TestSideWarnings: the half of a keyring a side does not use cannot stop
+// it. Its problems are warnings, its entries are left out, and the half
+// it uses stays strict.
+func TestSideWarnings(t *testing.T) {
+	files := map[string]string{"/etc/ssh/md5/ok.key": secret}
+	const mixed = "[hosts.bastion]\nkey_file = \"md5/missing.key\"\n" +
+		"[hosts.web]\nkye = \"x\"\n" +
+		"[hosts]\nother = 5\n" +
+		"[peers.\"0.0.0.0/0\"]\nkey_file = \"md5/ok.key\"\n"
+	k, err := Parse(kpath, []byte(mixed), Server, fakeKeys(files))
+	if err != nil {
+		t.Fatalf("Server: %v", err)
+	}
+	if len(k.Peers) != 1 || len(k.Hosts) != 0 {
+		t.Errorf("Server: %d peers, %d hosts; want 1 and 0", len(k.Peers), len(k.Hosts))
+	}
+	want := []string{
+		kpath + ":1: hosts.bastion: key_file /etc/ssh/md5/missing.key: file does not exist",
+		kpath + ":4: hosts.web: unknown field \"kye\"",
+		kpath + ":6: hosts.other: not a table",
+	}
+	if len(k.Warnings) != len(want) {
+		t.Fatalf("Server: warnings %q, want %d", k.Warnings, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(k.Warnings[i].Error(), w) {
+			t.Errorf("warning %d = %q, want %q", i, k.Warnings[i], w)
+		}
+	}
+	for _, side := range []Side{Client, Both} {
+		if _, err := Parse(kpath, []byte(mixed), side, fakeKeys(files)); err == nil || !strings.Contains(err.Error(), want[0]) {
+			t.Errorf("side %d: err = %v, want %q", side, err, want[0])
+		}
+	}
+
+	// The reverse: the client ignores a broken [peers].
+	const client = "[peers.\"0.0.0.0/0\"]\nkey_file = \"md5/missing.key\"\n[peers.\"10.0.0.1/8\"]\nkey = \"x\"\n[hosts.bastion]\nkey_file = \"md5/ok.key\"\n"
+	k, err = Parse(kpath, []byte(client), Client, fakeKeys(files))
+	if err != nil {
+		t.Fatalf("Client: %v", err)
+	}
+	if len(k.Hosts) != 1 || len(k.Peers) != 0 || len(k.Warnings) != 2 {
+		t.Errorf("Client: %d hosts, %d peers, warnings %q", len(k.Hosts), len(k.Peers), k.Warnings)
+	}
+	if _, err := Parse(kpath, []byte(client), Server, fakeKeys(files)); err == nil {
+		t.Error("Server accepted a missing [peers] key file")
+	}
+
+	// A syntax error, or a table that is neither, stops every side.
+	for _, text := range []string{"[hosts.a]\nkey = x\n[peers.\"::/0\"]\nkey = \"k\"\n", "[host.a]\nkey = \"k\"\n"} {
+		for _, side := range []Side{Client, Server} {
+			if _, err := Parse(kpath, []byte(text), side, nil); err == nil {
+				t.Errorf("side %d accepted %q", side, text)
+			}
+		}
+	}
+}
+
+// TestDottedEntries: entries written as dotted keys, which name their
+// tables only implicitly, are entries like any other (they used to be
+// dropped without a word).
+func TestDottedEntries(t *testing.T) {
+	text := "peers.\"::/0\".key = \"a\"\n" +
+		"hosts.bastion.key = \"b\"\nhosts.bastion.hostname = \"b.example\"\n" +
+		"[peers]\n\"10.0.0.0/8\".key = \"c\"\n"
+	k, err := Parse(kpath, []byte(text), Both, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Peers) != 2 || len(k.Hosts) != 1 || k.Hosts[0].Hostname != "b.example" || k.Hosts[0].Line != 2 {
+		t.Fatalf("peers %v, hosts %+v", k.Peers, k.Hosts)
+	}
+	if k.Peers[0].Line != 5 || k.Peers[1].Line != 1 {
+		t.Errorf("lines %d, %d; want 5, 1", k.Peers[0].Line, k.Peers[1].Line)
+	}
+	_, err = Parse(kpath, []byte("peers.\"::/0\".kye = \"a\"\n"), Both, nil)
+	if err == nil || !strings.Contains(err.Error(), kpath+`:1: peers."::/0": unknown field "kye"`) {
+		t.Errorf("err = %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +32,7 @@ func TestLoad(t *testing.T) {
 	}
 	keyPath := filepath.Join(dir, "md5", "a.key")
 	writeFile(t, keyPath, secret+"\n", 0o400)
-	k, err := Load(kr)
+	k, err := Load(kr, Both)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestLoad(t *testing.T) {
 	if err := os.Symlink(kr, link); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(link); err != nil {
+	if _, err := Load(link, Both); err != nil {
 		t.Errorf("symlink to a good keyring: %v", err)
 	}
 
@@ -53,7 +54,7 @@ func TestLoad(t *testing.T) {
 		if err := os.Chmod(keyPath, mode); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Load(kr)
+		_, err := Load(kr, Both)
 		noLeak(t, err)
 		want := kr + ":1: hosts.a: key_file " + keyPath + ": permissions " + octal(mode) + " are too open: the file holds secrets; run chmod 600 " + keyPath
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -74,7 +75,7 @@ func TestLoadPermissions(t *testing.T) {
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620, 0o602, 0o660, 0o700 | 0o007} {
 		p := filepath.Join(dir, "k"+octal(mode)+".toml")
 		writeFile(t, p, text, mode)
-		_, err := Load(p)
+		_, err := Load(p, Both)
 		noLeak(t, err)
 		want := "keyring " + p + ": permissions " + octal(mode) + " are too open: the file holds secrets; run chmod 600 " + p
 		if err == nil || err.Error() != want {
@@ -84,17 +85,17 @@ func TestLoadPermissions(t *testing.T) {
 	for _, mode := range []os.FileMode{0o600, 0o400} {
 		p := filepath.Join(dir, "ok"+octal(mode)+".toml")
 		writeFile(t, p, text, mode)
-		if _, err := Load(p); err != nil {
+		if _, err := Load(p, Both); err != nil {
 			t.Errorf("mode %s: %v", octal(mode), err)
 		}
 	}
 
-	_, err := Load(dir)
+	_, err := Load(dir, Both)
 	if err == nil || !strings.Contains(err.Error(), "keyring "+dir+": is a directory") {
 		t.Errorf("directory: err = %v", err)
 	}
 
-	_, err = Load(filepath.Join(dir, "missing.toml"))
+	_, err = Load(filepath.Join(dir, "missing.toml"), Both)
 	if err == nil || !strings.Contains(err.Error(), "missing.toml: no such file or directory; create it (chmod 600) or name another file with -k") {
 		t.Errorf("missing: err = %v", err)
 	}
@@ -109,7 +110,7 @@ func TestLoadOwner(t *testing.T) {
 	if err := os.Chown(p, 12345, 12345); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(p)
+	_, err := Load(p, Both)
 	want := "keyring " + p + ": is owned by uid 12345, not you (uid 0) or root; run chown 0 " + p
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
@@ -121,7 +122,7 @@ func TestLoadFIFO(t *testing.T) {
 	if err := syscall.Mkfifo(p, 0o600); err != nil {
 		t.Skip(err)
 	}
-	_, err := Load(p)
+	_, err := Load(p, Both)
 	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("err = %v", err)
 	}
@@ -141,5 +142,79 @@ func TestOpenHint(t *testing.T) {
 		if got := openHint(tt.err, "create it"); got != tt.want {
 			t.Errorf("openHint(%v) = %q, want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestLoadFolders: a key file or keyring reached through a folder that
+// someone else can write is refused, as ssh's StrictModes does, for the
+// path given and, through a symlink, for the real file's path.
+func TestLoadFolders(t *testing.T) {
+	root := t.TempDir()
+	mkdir := func(rel string, mode os.FileMode, uid int) string {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// syscall's, for the raw mode: os.Chmod wants os.ModeSticky.
+		if err := syscall.Chmod(p, uint32(mode)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, -1); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := mkdir("good", 0o755, 0)
+	open := mkdir("open", 0o777, 0)
+	group := mkdir("group", 0o775, 0)
+	sticky := mkdir("sticky", 0o1777, 0)
+	userSticky := mkdir("usersticky", 0o1777, 4242)
+	other := mkdir("other", 0o755, 4242)
+	nested := mkdir("open/inner", 0o700, 0)
+
+	for _, d := range []string{good, open, group, sticky, userSticky, other, nested} {
+		writeFile(t, filepath.Join(d, "k.key"), secret, 0o600)
+		writeFile(t, filepath.Join(d, "k.toml"), "[peers.\"::/0\"]\nkey_file = \"k.key\"\n", 0o600)
+	}
+	// Symlinks in a good folder to files in bad ones, and the reverse.
+	if err := os.Symlink(filepath.Join(open, "k.key"), filepath.Join(good, "to-open.key")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(good, "k.key"), filepath.Join(open, "to-good.key")); err != nil {
+		t.Fatal(err)
+	}
+	ring := func(dir, keyFile string) string {
+		p := filepath.Join(good, "ring-"+filepath.Base(dir)+"-"+filepath.Base(keyFile)+".toml")
+		writeFile(t, p, "[peers.\"::/0\"]\nkey_file = "+strconv.Quote(filepath.Join(dir, keyFile))+"\n", 0o600)
+		return p
+	}
+	tests := []struct {
+		name, keyring string
+		want          string // "" = loads
+	}{
+		{"good folder", filepath.Join(good, "k.toml"), ""},
+		{"root's sticky folder", filepath.Join(sticky, "k.toml"), ""},
+		{"keyring in a world-writable folder", filepath.Join(open, "k.toml"), "folder " + open + " is writable by group or others (mode 0777), who could replace the file; run chmod go-w " + open},
+		{"keyring in a group-writable folder", filepath.Join(group, "k.toml"), "folder " + group + " is writable by group or others (mode 0775)"},
+		{"keyring below a world-writable folder", filepath.Join(nested, "k.toml"), "folder " + open + " is writable"},
+		{"keyring in someone else's folder", filepath.Join(other, "k.toml"), "folder " + other + " is owned by uid 4242"},
+		{"someone else's sticky folder", filepath.Join(userSticky, "k.toml"), "folder " + userSticky + " is owned by uid 4242"},
+		{"key file in a world-writable folder", ring(open, "k.key"), "key_file " + filepath.Join(open, "k.key") + ": folder " + open + " is writable"},
+		{"symlink to a key in a world-writable folder", ring(good, "to-open.key"), "(a symbolic link to " + filepath.Join(open, "k.key") + ") folder " + open + " is writable"},
+		{"symlink in a world-writable folder", ring(open, "to-good.key"), "folder " + open + " is writable"},
+		{"key file in root's sticky folder", ring(sticky, "k.key"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.keyring, Both)
+			noLeak(t, err)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

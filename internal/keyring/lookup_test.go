@@ -36,7 +36,7 @@ key = "k-six"
 [hosts."2001:db8::/48"]
 key = "k-six48"
 `
-	k, err := Parse(kpath, []byte(text), nil)
+	k, err := Parse(kpath, []byte(text), Both, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ key = "k-six48"
 
 func TestLookupGlobTie(t *testing.T) {
 	// Same specificity: the earlier entry wins.
-	k, err := Parse(kpath, []byte("[hosts.\"a*\"]\nkey = \"1\"\n[hosts.\"*a\"]\nkey = \"2\"\n"), nil)
+	k, err := Parse(kpath, []byte("[hosts.\"a*\"]\nkey = \"1\"\n[hosts.\"*a\"]\nkey = \"2\"\n"), Both, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -190,6 +190,7 @@ func (d *inetd) reload() {
 		d.log.Printf("reload: %v; keeping the previous keys", err)
 		return
 	}
+	logWarnings(d.log, "reload: ", kr)
 	for _, l := range d.lns {
 		if _, unc := l.sock.Cover(keys); len(unc) > 0 {
 			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, l.sock.Uncovered(keys))

@@ -234,6 +234,7 @@ func (s *server) start(ctx context.Context) error {
 		return err
 	}
 	s.keys, s.peers = keys, kr.Peers
+	logWarnings(s.log, "", kr)
 	if len(passed) > 0 {
 		// A .socket unit's sockets: bound by systemd, unkeyed until now.
 		if len(cfg.Listen) > 0 {
@@ -257,11 +258,11 @@ func (s *server) start(ctx context.Context) error {
 			// cannot be found; a new socket has exactly ours. The port is
 			// closed (not open) for the moment in between.
 			s.log.Printf("%s: %v; replacing the stored socket with a new one (the port is closed for a moment)", l.name, err)
-			if nl, rerr := s.replace(ctx, l); rerr != nil {
+			nl, rerr := s.replace(ctx, l)
+			if rerr != nil {
 				return fmt.Errorf("keying %s: %w", l.name, rerr)
-			} else {
-				s.lns[i], l, d, err = nl, nl, md5.Diff{}, nil
 			}
+			s.lns[i], l, d, err = nl, nl, md5.Diff{}, nil
 		}
 		if err != nil {
 			return fmt.Errorf("keying %s: %w", l.name, err)
@@ -388,10 +389,18 @@ func baseName(p string) string {
 	return p
 }
 
+// logWarnings logs the problems of the keyring's [hosts], which the shim
+// does not use: they must not stop it, nor go unnoticed.
+func logWarnings(l *log.Logger, prefix string, kr *keyring.Keyring) {
+	for _, w := range kr.Warnings {
+		l.Printf("%swarning: %v (ignored: sshd-md5-socket uses only [peers])", prefix, w)
+	}
+}
+
 // loadKeys reads the keyring and turns its [peers] into kernel keys.
 // Interface names resolve here, so a reload picks up a VRF created since.
 func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
-	kr, err := keyring.Load(path)
+	kr, err := keyring.Load(path, keyring.Server)
 	if err != nil {
 		return nil, nil, err // keyring errors name the file and the fix
 	}

@@ -293,9 +293,14 @@ func (l *lab) runSSH(ns *testnet.NS, args []string, limit time.Duration) (string
 
 // runSSHStdin is runSSH with ssh's stdin read from stdin (nil: none).
 func (l *lab) runSSHStdin(ns *testnet.NS, args []string, stdin io.Reader, limit time.Duration) (string, string, error) {
+	return l.runSSHEnv(ns, nil, args, stdin, limit)
+}
+
+// runSSHEnv is runSSHStdin with env added to ssh's environment.
+func (l *lab) runSSHEnv(ns *testnet.NS, env, args []string, stdin io.Reader, limit time.Duration) (string, string, error) {
 	cmd := ns.Cmd("ssh", args...)
 	cmd.Stdin = stdin
-	cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
+	cmd.Env = append(append(os.Environ(), "SHELL=/bin/sh"), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
