@@ -14,7 +14,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testnet.GuestMain(m, "cmd/sshd-md5-socket")
+	testnet.GuestMain(m, "cmd/sshd-md5-socket", "cmd/ssh-md5-proxy")
 }
 
 // tcpAOAddKey is TCP_AO_ADD_KEY (include/uapi/linux/tcp.h); x/sys/unix
