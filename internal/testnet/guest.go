@@ -64,8 +64,16 @@ func runInGuest(pkgs []string) (int, error) {
 		return 0, err
 	}
 	// The guest mounts its own /tmp over the host's, where go test keeps
-	// the test binary; /var/tmp it sees as the host has it.
-	dir, err := os.MkdirTemp("/var/tmp", "smd-guest-")
+	// the test binary; /var/tmp it sees as the host has it. A killed run
+	// leaves its folder behind: remove those of exited processes.
+	old, _ := filepath.Glob("/var/tmp/smd-guest-*")
+	for _, d := range old {
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(filepath.Base(d), "smd-guest-"), "-", 2)[0])
+		if _, serr := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil && os.IsNotExist(serr) {
+			os.RemoveAll(d)
+		}
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "smd-guest-"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return 0, err
 	}
