@@ -1,9 +1,12 @@
 package md5
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
+
+	"golang.org/x/sys/unix"
 )
 
 // Diff is what Reconcile changed on a socket. Its keys carry no secrets.
@@ -23,7 +26,9 @@ func (d Diff) String() string {
 // systemd holds survive restarts of the service), refuses a want that
 // leaves a peer family uncovered, adds and replaces before it deletes so
 // that no peer is ever left without a key, and on a kernel error puts the
-// keys back as they were.
+// keys back as they were. Interface (VRF) keys, which the kernel reports
+// without their interface, are matched to the ones this process set
+// (see withInterfaces).
 func (s Socket) Reconcile(want []Key) (Diff, error) {
 	have, err := s.Keys()
 	if err != nil {
@@ -44,13 +49,19 @@ func (s Socket) ReconcileFrom(have, want []Key) (Diff, error) {
 			return Diff{}, err
 		}
 	}
-	type id struct {
-		p   netip.Prefix
-		ifx int
-	}
+	type id = keyID
+	have = s.withInterfaces(have)
 	old := make(map[id]Key, len(have))
 	for _, k := range have {
 		old[id{k.Prefix, k.Ifindex}] = k
+	}
+	// Where a prefix has interface keys, a reported key for any interface
+	// may be one of them set by an earlier process (see withInterfaces).
+	bound := map[netip.Prefix]bool{}
+	for _, k := range apply {
+		if k.Ifindex != 0 {
+			bound[k.Prefix] = true
+		}
 	}
 	keep := make(map[id]bool, len(apply))
 	var d Diff
@@ -67,9 +78,10 @@ func (s Socket) ReconcileFrom(have, want []Key) (Diff, error) {
 		i := id{k.Prefix, k.Ifindex}
 		keep[i] = true
 		prev, had := old[i]
-		// The kernel does not report a key's interface, so a key bound to
-		// one is always set again rather than compared.
-		if had && k.Ifindex == 0 && prev.Secret.Equal(k.Secret) {
+		// An interface key is in old only as this process set it; a key
+		// for any interface next to interface keys may be misreported, so
+		// it is set again rather than compared.
+		if had && prev.Secret.Equal(k.Secret) && (k.Ifindex != 0 || !bound[k.Prefix]) {
 			continue
 		}
 		if err := s.Set(k); err != nil {
@@ -94,6 +106,9 @@ func (s Socket) ReconcileFrom(have, want []Key) (Diff, error) {
 	sort.Slice(stale, func(a, b int) bool { return stale[a].Prefix.Bits() > stale[b].Prefix.Bits() })
 	for _, k := range stale {
 		if err := s.Delete(k.Prefix, k.Ifindex); err != nil {
+			if k.Ifindex == 0 && bound[k.Prefix] && errors.Is(err, unix.ENOENT) && s.reportedOnce(k.Prefix, apply) {
+				continue // an interface key of want, reported without its interface
+			}
 			return undo(err)
 		}
 		d.Deleted = append(d.Deleted, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})

@@ -134,6 +134,7 @@ func (s Socket) setsockopt(k Key, secret Secret) error {
 		}
 		return fmt.Errorf("%s TCP-MD5 key for %s: %w", op, k, explain(err, k))
 	}
+	s.noteInterfaceKey(k, secret)
 	return nil
 }
 

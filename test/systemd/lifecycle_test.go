@@ -50,7 +50,10 @@ func TestLifecycle(t *testing.T) {
 	secret := newSecret(t)
 	writeFile(t, filepath.Join(h.root, "etc/ssh/md5/default.key"), secret+"\n", 0o600)
 	goodKeyring := "[peers.\"0.0.0.0/0\"]\nkey_file = \"/etc/ssh/md5/default.key\"\n" +
-		"[peers.\"::/0\"]\nkey_file = \"/etc/ssh/md5/default.key\"\n"
+		"[peers.\"::/0\"]\nkey_file = \"/etc/ssh/md5/default.key\"\n" +
+		// A client-side entry whose key file is missing: the server
+		// must not care (a warning, not a refusal).
+		"[hosts.elsewhere]\nkey_file = \"/etc/ssh/md5/absent.key\"\n"
 	keyringPath := filepath.Join(h.root, "etc/ssh/md5-keyring.toml")
 	writeFile(t, keyringPath, goodKeyring, 0o600)
 	writeFile(t, h.cl.keyFile, secret+"\n", 0o600)

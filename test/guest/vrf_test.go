@@ -1,0 +1,328 @@
+package guest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/testnet"
+)
+
+// The VRF item of the hardening issue: sock_diag reports an interface-bound
+// (TCP_MD5SIG_FLAG_IFINDEX) key as a key for any interface, and Reconcile
+// used to delete it under that wrong identity (ENOENT), whose undo then
+// removed the real key: startup with -l failed and a reload of a systemd
+// socket dropped the VRF key while logging "previous keys restored".
+
+const port = 2222
+
+// vrfNet is a server whose link to the client is enslaved to a VRF, the
+// way a management VRF is set up, and whose listeners take connections
+// from inside it (tcp_l3mdev_accept).
+type vrfNet struct {
+	server, client *testnet.NS
+	link           *testnet.Link
+	vrfIndex       int
+}
+
+func newVRFNet(t *testing.T) *vrfNet {
+	t.Helper()
+	n := &vrfNet{server: testnet.NewNS(t, "srv"), client: testnet.NewNS(t, "cli")}
+	n.link = testnet.Connect(t, n.server, n.client)
+	s := n.server
+	s.Run(t, "ip", "link", "add", "vrf-x", "type", "vrf", "table", "10")
+	s.Run(t, "ip", "link", "set", "vrf-x", "up")
+	s.Run(t, "ip", "link", "set", n.link.IfA, "master", "vrf-x")
+	s.Run(t, "sysctl", "-qw", "net.ipv4.tcp_l3mdev_accept=1")
+	out := s.Run(t, "ip", "-o", "link", "show", "vrf-x")
+	i, err := strconv.Atoi(strings.SplitN(out, ":", 2)[0])
+	if err != nil {
+		t.Fatalf("ifindex of vrf-x from %q: %v", out, err)
+	}
+	n.vrfIndex = i
+	return n
+}
+
+func (n *vrfNet) addr() string { return netip.AddrPortFrom(n.link.AddrA4, port).String() }
+
+// dial connects from the client, signed with secret; the handshake alone
+// says whether the server holds that key for the client.
+func (n *vrfNet) dial(secret []byte) (net.Conn, error) {
+	var c net.Conn
+	err := n.client.Do(func() error {
+		d := net.Dialer{Timeout: 3 * time.Second, Control: md5.DialControl(secret)}
+		var err error
+		c, err = d.Dial("tcp4", n.addr())
+		return err
+	})
+	return c, err
+}
+
+// expectKey checks that the server answers a client signing with secret.
+// The handshake is the kernel's verdict on the key, which is what these
+// tests are about; what the shim does with the connection afterwards is
+// not (inetd mode cannot yet read back the key of a connection accepted
+// through a VRF: the "Sockets bound to a device" item of the same issue).
+func (n *vrfNet) expectKey(t *testing.T, what string, secret []byte) net.Conn {
+	t.Helper()
+	c, err := n.dial(secret)
+	if err != nil {
+		t.Fatalf("%s: a client signing with the key of its [peers] entry got no answer: %v", what, err)
+	}
+	return c
+}
+
+// expectNoAnswer checks that the server drops a client signing with secret.
+func (n *vrfNet) expectNoAnswer(t *testing.T, what string, secret []byte) {
+	t.Helper()
+	before := n.server.MD5Counters(t)
+	c, err := n.dial(secret)
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s: a client signing with the wrong key was answered", what)
+	}
+	if d := n.server.MD5Counters(t).Sub(before); d.Failure == 0 {
+		t.Fatalf("%s: no answer, but the server's TCPMD5Failure did not count it (%+v)", what, d)
+	}
+}
+
+func secret(t *testing.T) []byte {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return []byte("SECRET-" + hex.EncodeToString(b))
+}
+
+// TestVRFKeyReconcile is the md5 package on its own: a listener keyed with
+// a catch-all and a VRF key for the client, reconciled as the shim does at
+// startup and on reload.
+func TestVRFKeyReconcile(t *testing.T) {
+	n := newVRFNet(t)
+	all, vrf := secret(t), secret(t)
+	client := netip.PrefixFrom(n.link.AddrB4, 32)
+	keys := []md5.Key{
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: all},
+		{Prefix: client, Ifindex: n.vrfIndex, Secret: vrf},
+	}
+	var ln net.Listener
+	if err := n.server.Do(func() error {
+		lc := net.ListenConfig{Control: md5.ListenControl(keys)}
+		lc.SetMultipathTCP(false)
+		var err error
+		ln, err = lc.Listen(t.Context(), "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sock, err := md5.FromConn(mustRaw(t, ln.(*net.TCPListener)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sock_diag answers about the namespace its netlink socket is in.
+	reconcile := func(keys []md5.Key) (d md5.Diff, err error) {
+		err = n.server.Do(func() error { d, err = sock.Reconcile(keys); return err })
+		return d, err
+	}
+	n.expectKey(t, "keyed before listen", vrf).Close()
+	n.expectNoAnswer(t, "keyed before listen, catch-all key", all)
+
+	if d, err := reconcile(keys); err != nil {
+		t.Fatalf("reconciling the keys just set: %v", err)
+	} else {
+		t.Logf("reconcile, same keys: %s", d)
+	}
+	n.expectKey(t, "after reconciling the same keys", vrf).Close()
+
+	vrf2 := secret(t)
+	keys[1].Secret = vrf2
+	if d, err := reconcile(keys); err != nil {
+		t.Fatalf("reconciling a new VRF secret: %v", err)
+	} else if len(d.Replaced) != 1 || len(d.Added)+len(d.Deleted) != 0 {
+		t.Errorf("a new secret for the VRF key: %s, want 1 replaced", d)
+	}
+	n.expectKey(t, "after a new VRF secret", vrf2).Close()
+	n.expectNoAnswer(t, "after a new VRF secret, old secret", vrf)
+
+	if d, err := reconcile(keys[:1]); err != nil {
+		t.Fatalf("reconciling without the VRF key: %v", err)
+	} else if len(d.Deleted) != 1 || len(d.Added)+len(d.Replaced) != 0 {
+		t.Errorf("removing the VRF key: %s, want 1 deleted", d)
+	}
+	n.expectNoAnswer(t, "VRF key removed", vrf2)
+	n.expectKey(t, "VRF key removed, catch-all key", all).Close()
+}
+
+func mustRaw(t *testing.T, l *net.TCPListener) syscall.RawConn {
+	rc, err := l.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// shim is a running sshd-md5-socket with its log.
+type shim struct {
+	t    *testing.T
+	pid  int
+	log  *testnet.LockedBuffer
+	done chan struct{}
+}
+
+func startShim(t *testing.T, ns *testnet.NS, extra []*os.File, args ...string) *shim {
+	t.Helper()
+	bin := testnet.BuildBinary(t, "cmd/sshd-md5-socket")
+	name, argv := bin, args
+	if len(extra) > 0 {
+		// systemd's LISTEN_PID is the service's own pid, hence sh's exec.
+		name, argv = "sh", append([]string{"-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`, bin}, args...)
+	}
+	cmd := ns.Cmd(name, argv...)
+	s := &shim{t: t, log: &testnet.LockedBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.ExtraFiles = extra
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 500 * time.Millisecond
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.pid = cmd.Process.Pid
+	go func() { cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("sshd-md5-socket (pid %d) logged:\n%s", s.pid, s.log)
+		}
+	})
+	return s
+}
+
+func (s *shim) stop() {
+	syscall.Kill(-s.pid, syscall.SIGKILL)
+	<-s.done
+}
+
+func (s *shim) waitLog(re string) {
+	s.t.Helper()
+	rx := regexp.MustCompile(re)
+	for deadline := time.Now().Add(20 * time.Second); !rx.MatchString(s.log.String()); {
+		select {
+		case <-s.done:
+			s.t.Fatalf("sshd-md5-socket exited before logging %q", re)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("sshd-md5-socket did not log %q within 20 s", re)
+		}
+	}
+}
+
+// reload sends SIGHUP, waits for the n-th reload to be done and fails
+// the test if it did not apply the keyring.
+func (s *shim) reload(n int) {
+	s.t.Helper()
+	syscall.Kill(s.pid, syscall.SIGHUP)
+	s.waitLog(fmt.Sprintf(`(?s)(reload: [^\n]*(in force|previous keys).*){%d}`, n))
+	if m := regexp.MustCompile(`reload: [^\n]*previous keys[^\n]*`).FindString(s.log.String()); m != "" {
+		s.t.Fatalf("reload %d failed: %s", n, m)
+	}
+}
+
+func writeKeyring(t *testing.T, path, ifname string, all, vrf []byte, client netip.Addr) {
+	t.Helper()
+	text := fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey = %q\n[peers.%q]\nkey = %q\ninterface = %q\n", all, client.String()+"/32", vrf, ifname)
+	if err := os.WriteFile(path+".tmp", []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVRFKeyShimListen: sshd-md5-socket -l with a keyring that has an
+// interface = "vrf-x" entry starts, serves the VRF peer, and keeps its key
+// over reloads.
+func TestVRFKeyShimListen(t *testing.T) {
+	n := newVRFNet(t)
+	sshd := testnet.NewSSHD(t)
+	kr := filepath.Join(t.TempDir(), "keyring.toml")
+	all, vrf := secret(t), secret(t)
+	writeKeyring(t, kr, "vrf-x", all, vrf, n.link.AddrB4)
+	s := startShim(t, n.server, nil, append([]string{"-k", kr, "-l", fmt.Sprintf("0.0.0.0:%d", port), "--"}, sshd.InetdArgs()...)...)
+	s.waitLog(`keyed 1 listener\(s\) with 2 key\(s\)`)
+	n.expectKey(t, "startup", vrf).Close()
+	n.expectNoAnswer(t, "startup, catch-all key from the VRF peer", all)
+
+	s.reload(1) // same keyring
+	n.expectKey(t, "reload, same keyring", vrf).Close()
+
+	vrf2 := secret(t)
+	writeKeyring(t, kr, "vrf-x", all, vrf2, n.link.AddrB4)
+	s.reload(2)
+	n.expectKey(t, "reload, new VRF secret", vrf2).Close()
+	n.expectNoAnswer(t, "reload, new VRF secret, old one", vrf)
+	if strings.Contains(s.log.String(), string(vrf)) || strings.Contains(s.log.String(), string(all)) {
+		t.Error("a secret appears in the shim's log")
+	}
+}
+
+// TestVRFKeySystemdSocket: a socket that systemd holds keeps its keys
+// across restarts of the service, so the second run finds the VRF key in
+// the kernel's report under no interface and must neither fail nor drop it;
+// reloads in both runs keep it.
+func TestVRFKeySystemdSocket(t *testing.T) {
+	n := newVRFNet(t)
+	sshd := testnet.NewSSHD(t)
+	kr := filepath.Join(t.TempDir(), "keyring.toml")
+	all, vrf := secret(t), secret(t)
+	writeKeyring(t, kr, "vrf-x", all, vrf, n.link.AddrB4)
+	var ln net.Listener
+	if err := n.server.Do(func() error {
+		lc := net.ListenConfig{}
+		lc.SetMultipathTCP(false)
+		var err error
+		ln, err = lc.Listen(t.Context(), "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	args := append([]string{"-k", kr, "--"}, sshd.InetdArgs()...)
+
+	s1 := startShim(t, n.server, []*os.File{f}, args...)
+	s1.waitLog(`keyed 1 listener\(s\) with 2 key\(s\)`)
+	n.expectKey(t, "first run", vrf).Close()
+	s1.reload(1)
+	n.expectKey(t, "first run, reload", vrf).Close()
+	s1.stop()
+
+	// The restarted service: the socket still carries both keys.
+	n.expectKey(t, "between runs (the kernel completes the handshake)", vrf).Close()
+	s2 := startShim(t, n.server, []*os.File{f}, args...)
+	s2.waitLog(`keyed 1 listener\(s\) with 2 key\(s\)`)
+	n.expectKey(t, "second run", vrf).Close()
+	n.expectNoAnswer(t, "second run, catch-all key from the VRF peer", all)
+	s2.reload(1)
+	n.expectKey(t, "second run, reload", vrf).Close()
+
+	vrf2 := secret(t)
+	writeKeyring(t, kr, "vrf-x", all, vrf2, n.link.AddrB4)
+	s2.reload(2)
+	n.expectKey(t, "second run, reload with a new VRF secret", vrf2).Close()
+	n.expectNoAnswer(t, "second run, old VRF secret", vrf)
+}
