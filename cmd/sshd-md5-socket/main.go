@@ -17,7 +17,7 @@ import (
 )
 
 const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|listener]
-                       [--max-conns N] [-- COMMAND ARGS...]
+                       [--max-conns N] [--knocks=false] [-- COMMAND ARGS...]
        sshd-md5-socket check [-k KEYRING] [-l ADDR]...
        sshd-md5-socket status [--json]
 
@@ -48,6 +48,8 @@ family it takes (IPv4, IPv6, both for [::]) has no catch-all key.
                  Restart instead.
   --max-conns N  inetd mode: at most N concurrent connections (default 100);
                  more are closed and logged
+  --knocks=false inetd mode: do not log the peers whose segments the kernel
+                 drops for a wrong key or none (see KNOCKS in the man page)
   -h             show this help
 
 check: print what KEYRING would install per -l ADDR (default [::]:22) and
@@ -90,6 +92,7 @@ func run(args []string, stderr *os.File) int {
 	fs.Var((*listFlag)(&cfg.Listen), "l", "")
 	fs.StringVar(&cfg.Mode, "mode", shim.ModeInetd, "")
 	fs.IntVar(&cfg.MaxConns, "max-conns", shim.DefaultMaxConns, "")
+	knocks := fs.Bool("knocks", true, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
@@ -102,6 +105,7 @@ func run(args []string, stderr *os.File) int {
 		fmt.Fprintf(stderr, "sshd-md5-socket: --max-conns %d: must be at least 1\n%s", cfg.MaxConns, usage)
 		return 2
 	}
+	cfg.NoKnocks = !*knocks
 	cfg.Command = fs.Args()
 	cfg.Stderr = stderr
 	cfg.Reload = hup

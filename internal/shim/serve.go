@@ -52,6 +52,7 @@ func (s *server) serveInetd(ctx context.Context) error {
 	}
 	d.notify(daemon.SdNotifyReady)
 	s.log.Printf("serving %s in inetd mode, at most %d at a time", s.cfg.Command[0], s.cfg.MaxConns)
+	defer s.watchKnocks(ctx)() // stops, and removes its tracefs instance, before Run returns
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
