@@ -90,12 +90,11 @@ func Watch(ctx context.Context, cfg Config) {
 		watchCounters(ctx, cfg)
 		return
 	}
-	defer func() {
-		if err := in.remove(); err != nil {
-			cfg.Log.Printf("knock: %v", err)
-		}
-	}()
-	if err := watchTrace(ctx, cfg, in); err != nil {
+	err = watchTrace(ctx, cfg, in)
+	if rerr := in.remove(); rerr != nil {
+		cfg.Log.Printf("knock: %v", rerr)
+	}
+	if err != nil {
 		cfg.Log.Printf("knock: %v; counting knocks with the kernel's counters instead, without peer addresses", err)
 		watchCounters(ctx, cfg)
 	}
@@ -115,7 +114,11 @@ func watchTrace(ctx context.Context, cfg Config, in *instance) error {
 		listenerNames(cfg.Listeners), in.names(), in.dir)
 
 	var mu sync.Mutex
-	agg := newAggregator(cfg.MaxLines, cfg.MaxSources, "per "+cfg.Interval.String(), func(s string) { cfg.Log.Print(s) })
+	per := "per " + cfg.Interval.String()
+	if cfg.Interval == time.Minute {
+		per = "a minute"
+	}
+	agg := newAggregator(cfg.MaxLines, cfg.MaxSources, per, func(s string) { cfg.Log.Print(s) })
 	match := matcher(cfg)
 	readErr := make(chan error, 1)
 	stop := make(chan struct{})
@@ -176,7 +179,10 @@ func readPipe(fd int, stop <-chan struct{}, fn func(Event, uint64)) error {
 			return fmt.Errorf("reading the trace: poll: %w", err)
 		}
 		n, err := unix.Read(fd, buf)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || (err == nil && n == 0) {
+			// Nothing after all: never spin on a pipe that polls
+			// ready and reads empty.
+			time.Sleep(floodPause)
 			continue
 		}
 		if err != nil {

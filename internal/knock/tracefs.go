@@ -74,12 +74,17 @@ func openInstance(tracefs string, pid int, cookie uint64, ports []uint16) (*inst
 	in := &instance{dir: dir}
 	// Filter before enabling, or other namespaces' events get in first.
 	filter := filterExpr(cookie, ports)
+	var filtered []event
 	for _, e := range have {
 		ev := filepath.Join(dir, "events", "tcp", e.name)
 		if err := writeFile(filepath.Join(ev, "filter"), filter); err != nil {
+			if !e.required {
+				continue // an optional event we cannot filter is not enabled
+			}
 			in.remove()
 			return nil, unavailableError{fmt.Sprintf("tcp:%s: setting the filter %q: %v", e.name, filter, err)}
 		}
+		filtered = append(filtered, e)
 	}
 	for _, step := range []struct{ file, value string }{
 		{"buffer_size_kb", strconv.Itoa(bufferKB)},
@@ -91,7 +96,7 @@ func openInstance(tracefs string, pid int, cookie uint64, ports []uint16) (*inst
 			return nil, unavailableError{fmt.Sprintf("tracefs instance %s: %s: %v", dir, step.file, err)}
 		}
 	}
-	for _, e := range have {
+	for _, e := range filtered {
 		if err := writeFile(filepath.Join(dir, "events", "tcp", e.name, "enable"), "1"); err != nil {
 			in.remove()
 			return nil, unavailableError{fmt.Sprintf("enabling tcp:%s: %v", e.name, err)}
