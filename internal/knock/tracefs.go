@@ -17,6 +17,11 @@ import (
 // DefaultTracefs is where systemd (sys-kernel-tracing.mount) mounts tracefs.
 const DefaultTracefs = "/sys/kernel/tracing"
 
+// TracefsEnv names the environment variable the shim reads Config.Tracefs
+// from: "ip netns exec" mounts a fresh /sys without tracefs, and a path
+// without tracefs is how the tests force the counters fallback.
+const TracefsEnv = "SSHD_MD5_TRACEFS"
+
 // InstancePrefix names this program's tracefs instances: the prefix and
 // the pid of the shim that made it.
 const InstancePrefix = "sshd-md5-"
@@ -45,7 +50,7 @@ func openInstance(tracefs string, pid int, cookie uint64, ports []uint16) (*inst
 	inst := filepath.Join(tracefs, "instances")
 	if _, err := os.Stat(inst); err != nil {
 		if tracefs == DefaultTracefs {
-			return nil, unavailableError{fmt.Sprintf("tracefs is not mounted on %s (%v): mount it (mount -t tracefs nodev %[1]s; systemd's sys-kernel-tracing.mount does at boot)", tracefs, err)}
+			return nil, unavailableError{fmt.Sprintf("tracefs is not mounted on %s (%v): mount it (mount -t tracefs nodev %[1]s; systemd's sys-kernel-tracing.mount does at boot), or, under ip netns exec, whose fresh /sys has none, name a tracefs mount in %s", tracefs, err, TracefsEnv)}
 		}
 		return nil, unavailableError{fmt.Sprintf("no tracefs at %s (%v)", tracefs, err)}
 	}

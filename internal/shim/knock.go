@@ -11,10 +11,6 @@ import (
 	"github.com/sshmd5/sshmd5/internal/md5"
 )
 
-// TracefsEnv overrides where the knock log looks for tracefs; a path
-// without tracefs (the tests use one) makes it fall back to the counters.
-const TracefsEnv = "SSHD_MD5_TRACEFS"
-
 // watchKnocks starts logging who knocks on the listeners without their
 // key (internal/knock) and returns the function that stops it, which
 // returns once its tracefs instance is removed.
@@ -22,7 +18,7 @@ func (s *server) watchKnocks(ctx context.Context) (stop func()) {
 	if s.cfg.NoKnocks || len(s.lns) == 0 {
 		return func() {}
 	}
-	cfg := knock.Config{Log: s.log, Tracefs: os.Getenv(TracefsEnv)}
+	cfg := knock.Config{Log: s.log, Tracefs: os.Getenv(knock.TracefsEnv)}
 	for _, l := range s.lns {
 		if sa, err := unix.Getsockname(l.sock.FD); err == nil {
 			if ap := md5.AddrPortOf(sa); ap.IsValid() {

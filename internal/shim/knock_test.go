@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sshmd5/sshmd5/internal/knock"
-	"github.com/sshmd5/sshmd5/internal/shim"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
@@ -24,7 +23,7 @@ func (e *env) knockShim(tfs string, k []byte, extra ...string) *proc {
 	e.t.Helper()
 	kr := filepath.Join(e.dir, "keyring.toml")
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k, "::/0": k})
-	e.t.Setenv(shim.TracefsEnv, tfs)
+	e.t.Setenv(knock.TracefsEnv, tfs)
 	args := append([]string{"-k", kr, "-l", "[::]:" + strconv.Itoa(port)}, extra...)
 	p := e.start(nil, e.shim, append(append(args, "--"), e.sshd.InetdArgs()...)...)
 	p.waitLog(`serving .* in inetd mode`, 10*time.Second)
