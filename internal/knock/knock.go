@@ -107,7 +107,7 @@ func watchTrace(ctx context.Context, cfg Config, in *instance) error {
 	if err != nil {
 		return fmt.Errorf("opening %s/trace_pipe: %w", in.dir, err)
 	}
-	// Closed before the instance is removed (defer order): an open
+	// Closed on return, before Watch removes the instance: an open
 	// trace_pipe makes rmdir fail with EBUSY.
 	defer unix.Close(fd)
 	cfg.Log.Printf("knock: logging wrong-key and unsigned segments to %s from %s (tracefs instance %s)",
