@@ -20,7 +20,8 @@ import (
 
 const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|listener]
                        [--max-conns N] [--max-startups START:RATE:FULL]
-                       [--per-source-max-startups N] [-- COMMAND ARGS...]
+                       [--per-source-max-startups N] [--knocks=false]
+                       [-- COMMAND ARGS...]
        sshd-md5-socket check [-k KEYRING] [-l ADDR]...
        sshd-md5-socket status [--json]
 
@@ -59,6 +60,8 @@ family it takes (IPv4, IPv6, both for [::]) has no catch-all key.
   --per-source-max-startups N
                  inetd mode: at most N connections not yet authenticated
                  per IPv4 address or IPv6 /64 (default 8)
+  --knocks=false inetd mode: do not log the peers whose segments the kernel
+                 drops for a wrong key or none (see KNOCKS in the man page)
   -h             show this help
 
 check: print what KEYRING would install per -l ADDR (default [::]:22) and
@@ -106,6 +109,7 @@ func run(args []string, stderr *os.File) int {
 		return err
 	})
 	fs.IntVar(&cfg.PerSourceMaxStartups, "per-source-max-startups", shim.DefaultPerSourceMaxStartups, "")
+	knocks := fs.Bool("knocks", true, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
@@ -122,6 +126,7 @@ func run(args []string, stderr *os.File) int {
 		fmt.Fprintf(stderr, "sshd-md5-socket: --per-source-max-startups %d: must be at least 1\n%s", cfg.PerSourceMaxStartups, usage)
 		return 2
 	}
+	cfg.NoKnocks = !*knocks
 	cfg.Command = fs.Args()
 	cfg.Stderr = stderr
 	cfg.Reload = hup

@@ -53,6 +53,7 @@ func (s *server) serveInetd(ctx context.Context) error {
 	d.notify(daemon.SdNotifyReady)
 	s.log.Printf("serving %s in inetd mode, at most %d at a time (unauthenticated: --max-startups %s, --per-source-max-startups %d)",
 		s.cfg.Command[0], s.cfg.MaxConns, s.cfg.MaxStartups, s.cfg.PerSourceMaxStartups)
+	defer s.watchKnocks(ctx)() // stops, and removes its tracefs instance, before Run returns
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {

@@ -61,6 +61,9 @@ type Config struct {
 	// right after a start, pkill -HUP sshd) is not the default action,
 	// death, but one reload once serving. Buffer it one deep.
 	Reload <-chan os.Signal
+	// NoKnocks turns off the log of who knocks without the key (inetd
+	// mode; internal/knock).
+	NoKnocks bool
 }
 
 // UsageError is a command-line mistake; the command exits 2 on it.
