@@ -261,7 +261,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	t.Run("boot with a broken keyring", func(t *testing.T) {
 		brokenBoot(t, "boot with a broken keyring", "[peers.\"0.0.0.0/0\"]\nkey_file = \"/etc/ssh/md5/default.key\"\n[peers.\"::/0\"\nkey_file = \"/etc/ssh/md5/default.key\"\n",
-			`keyring /etc/ssh/md5-keyring\.toml:\d+: [^\n]*quoting`)
+			`keyring /etc/ssh/md5-keyring\.toml:\d+: syntax error at column \d+: a table header is malformed; [^\n]*`)
 	})
 	t.Run("boot with a missing key file", func(t *testing.T) {
 		brokenBoot(t, "boot with a missing key file", strings.ReplaceAll(goodKeyring, "[peers.\"::/0\"]\nkey_file = \"/etc/ssh/md5/default.key\"", "[peers.\"::/0\"]\nkey_file = \"/etc/ssh/md5/gone.key\""),
