@@ -133,6 +133,13 @@ func TestListenerModeSIGHUPLosesStdFDs(t *testing.T) {
 	// (the port answers unsigned), then returns its fds 0-2.
 	hup := func(p *proc, pid int) []string {
 		t.Helper()
+		// sshd logs "Server listening" before it installs its SIGHUP
+		// handler; a SIGHUP in between kills it. Wait for the handler.
+		for deadline := time.Now().Add(5 * time.Second); !catchesHUP(pid); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("sshd does not catch SIGHUP 5s after listening")
+			}
+		}
 		p.cmd.Process.Signal(syscall.SIGHUP)
 		p.waitLog(`Received SIGHUP; restarting`, 5*time.Second)
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -186,4 +193,20 @@ func TestListenerModeSIGHUPLosesStdFDs(t *testing.T) {
 			<-p.done
 		})
 	}
+}
+
+// catchesHUP reports whether process pid has a handler for SIGHUP
+// (SigCgt in /proc/PID/status, a hex mask with bit 0 for signal 1).
+func catchesHUP(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigCgt:\t"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && m&1 != 0
+		}
+	}
+	return false
 }
