@@ -367,3 +367,98 @@ func TestReloadPrefixChanges(t *testing.T) {
 	hup(`in force: \+0 -1 prefixes, 0 key\(s\) changed \(-10\.252\.0\.1/32\)`)
 	e.checkKeys(pid, addr, peers)
 }
+
+// A socket that systemd's fd store hands back carrying more keys than
+// sock_diag can report cannot be checked for the stale keys of the last
+// run. The shim replaces it with a new socket keyed before listen(): the
+// port is closed for that moment, never open, and afterwards carries
+// exactly the keyring's keys (the stale one is gone).
+func TestStoredSocketPastReadBackLimit(t *testing.T) {
+	e := newEnv(t)
+	const fillers = md5.MaxReadableKeys + 100
+	e.server.Run(t, "sysctl", "-qw", "net.core.optmem_max=4194304")
+	k1, stale, kf := e.secret(), e.secret(), e.secret()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	addr := hostPort(e.link.AddrA4, port)
+	clientNet := e.link.AddrB4.String() + "/32"
+	e.writeKeyring(kr, manyPeers(fillers, kf, map[string][]byte{"0.0.0.0/0": k1}))
+
+	// The last run's socket: the same fillers plus a key for the client
+	// that the keyring no longer has.
+	keys := []md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: k1}, {Prefix: netip.MustParsePrefix(clientNet), Secret: stale}}
+	for p := range manyPeers(fillers, nil, nil) {
+		keys = append(keys, md5.Key{Prefix: netip.MustParsePrefix(p), Secret: kf})
+	}
+	var ln net.Listener
+	if err := e.server.Do(func() error {
+		lc := net.ListenConfig{Control: md5.ListenControl(keys)}
+		lc.SetMultipathTCP(false)
+		var err error
+		ln, err = lc.Listen(t.Context(), "tcp4", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := ln.(*net.TCPListener).File()
+	name := "sshd-md5-listen-tcp4-" + strings.ReplaceAll(addr, ":", "_")
+	p := e.start([]*os.File{f}, "sh", append([]string{"-c", `export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=` + name + `; exec "$0" "$@"`,
+		e.shim, "-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
+	// systemd's copy goes with FDSTOREREMOVE; here the test's copies go.
+	ln.Close()
+	f.Close()
+	p.waitLog(`replacing the stored socket with a new one \(the port is closed for a moment\)`, 20*time.Second)
+	p.waitLog(`serving`, 20*time.Second)
+	c, err := e.dial(addr, k1, 5*time.Second)
+	if err != nil {
+		t.Fatalf("signed dial with the keyring's key after the replacement: %v", err)
+	}
+	if b, err := banner(c); err != nil || !strings.HasPrefix(b, "SSH-2.0-") {
+		t.Fatalf("banner %q, %v", b, err)
+	}
+	c.Close()
+	e.expectNoAnswer(addr, stale)
+}
+
+// A stored socket that no -l names any more (a drop-in moved the port) is
+// dropped from the store and closed; a stored socket that -l names is
+// reused with its keys reconciled (the stale key goes), not reopened.
+func TestStoredSocketsMatchedToListen(t *testing.T) {
+	e := newEnv(t)
+	k1, stale := e.secret(), e.secret()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k1})
+	keep, drop := hostPort(e.link.AddrA4, port), hostPort(e.link.AddrA4, port+1)
+	clientNet := netip.MustParsePrefix(e.link.AddrB4.String() + "/32")
+	var files []*os.File
+	for _, a := range []string{keep, drop} {
+		var ln net.Listener
+		keys := []md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: k1}, {Prefix: clientNet, Secret: stale}}
+		if err := e.server.Do(func() error {
+			lc := net.ListenConfig{Control: md5.ListenControl(keys)}
+			lc.SetMultipathTCP(false)
+			var err error
+			ln, err = lc.Listen(t.Context(), "tcp4", a)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		f, _ := ln.(*net.TCPListener).File()
+		ln.Close()
+		files = append(files, f)
+	}
+	names := "sshd-md5-listen-tcp4-" + strings.ReplaceAll(keep, ":", "_") + ":sshd-md5-listen-tcp4-" + strings.ReplaceAll(drop, ":", "_")
+	p := e.start(files, "sh", append([]string{"-c", `export LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=` + names + `; exec "$0" "$@"`,
+		e.shim, "-k", kr, "-l", keep, "--"}, e.sshd.InetdArgs()...)...)
+	for _, f := range files {
+		f.Close() // the shim has its own copies now
+	}
+	p.waitLog(regexp.QuoteMeta(keep)+`: listening socket kept by systemd across the restart`, 10*time.Second)
+	p.waitLog(`dropping the stored socket tcp4-`+regexp.QuoteMeta(strings.ReplaceAll(drop, ":", "_"))+`: no -l names it any more`, 10*time.Second)
+	p.waitLog(`serving`, 10*time.Second)
+	e.checkKeys(p.cmd.Process.Pid, keep, map[string][]byte{"0.0.0.0/0": k1})
+	e.expectNoAnswer(keep, stale)
+	if c, err := e.dial(drop, k1, 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("the dropped stored socket %s still answers", drop)
+	}
+}
