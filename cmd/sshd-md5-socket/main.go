@@ -14,11 +14,13 @@ import (
 
 	"github.com/sshmd5/sshmd5/internal/inspect"
 	"github.com/sshmd5/sshmd5/internal/shim"
+	"github.com/sshmd5/sshmd5/internal/stealth"
 )
 
 const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|listener]
-                       [--max-conns N] [-- COMMAND ARGS...]
-       sshd-md5-socket check [-k KEYRING] [-l ADDR]...
+                       [--max-conns N] [--stealth filtered|closed|auto]
+                       [-- COMMAND ARGS...]
+       sshd-md5-socket check [-k KEYRING] [-l ADDR]... [--stealth MODE]
        sshd-md5-socket status [--json]
 
 Put the TCP-MD5 (RFC 2385) keys of KEYRING's [peers] on sshd's listening
@@ -46,10 +48,18 @@ Connections queued before the keys were set are closed, never served.
                  Restart instead.
   --max-conns N  inetd mode: at most N concurrent connections (default 100);
                  more are closed and logged
+  --stealth MODE  how unsigned segments are answered: filtered (default):
+                 not at all, like any TCP-MD5 listener, so scans say
+                 "filtered"; closed: exactly as this host answers a closed
+                 port (an nftables table inet sshd_md5_socket, installed
+                 before serving and removed on stop; at most 1000 answers/s,
+                 one port for all listeners); auto: closed if nftables can
+                 be used, else filtered
   -h             show this help
 
-check: print what KEYRING would install per -l ADDR (default [::]:22) and
-why the shim would refuse it; status: drop counters and the key prefixes of
+check: print what KEYRING would install per -l ADDR (default [::]:22),
+the stealth mode in force and what --stealth would do, and why the shim
+would refuse them; status: drop counters and the key prefixes of
 each running listener here (--json). Neither prints keys; 1 = a problem.
 
 Exit status: 0 after SIGTERM, 1 on errors, 2 on usage errors.
@@ -78,6 +88,7 @@ func run(args []string, stderr *os.File) int {
 	fs.Var((*listFlag)(&cfg.Listen), "l", "")
 	fs.StringVar(&cfg.Mode, "mode", shim.ModeInetd, "")
 	fs.IntVar(&cfg.MaxConns, "max-conns", shim.DefaultMaxConns, "")
+	fs.StringVar(&cfg.Stealth, "stealth", string(stealth.DefaultMode), "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
@@ -117,10 +128,12 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 		kr     string
 		listen []string
 		asJSON bool
+		mode   string
 	)
 	if cmd == "check" {
 		fs.StringVar(&kr, "k", "", "")
 		fs.Var((*listFlag)(&listen), "l", "")
+		fs.StringVar(&mode, "stealth", string(stealth.DefaultMode), "")
 	} else {
 		fs.BoolVar(&asJSON, "json", false, "")
 	}
@@ -144,7 +157,15 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 				return 2
 			}
 		}
+		sm, serr := stealth.ParseMode(mode)
+		if serr != nil {
+			fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", serr, usage)
+			return 2
+		}
 		err = inspect.Check(stdout, kr, listen)
+		if serr := inspect.CheckStealth(stdout, sm, listen); serr != nil {
+			err = errors.Join(err, serr)
+		}
 	} else {
 		err = inspect.Status(stdout, asJSON)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/stealth"
 )
 
 // Modes.
@@ -46,6 +47,7 @@ type Config struct {
 	Listen   []string // addresses to listen on when systemd passes no sockets
 	Mode     string   // ModeInetd (default) or ModeListener
 	MaxConns int      // inetd mode: concurrent children; 0 = DefaultMaxConns
+	Stealth  string   // stealth.Filtered, Closed or Auto; "" = stealth.DefaultMode
 	Command  []string // what to run; nil = the mode's sshd default
 	Stderr   *os.File // log and children's stderr; nil = os.Stderr
 }
@@ -117,6 +119,9 @@ func (cfg *Config) Check() error {
 	case ModeInetd, ModeListener:
 	default:
 		return UsageError{fmt.Sprintf("unknown --mode %q: use inetd or listener", cfg.Mode)}
+	}
+	if _, err := stealth.ParseMode(cfg.Stealth); err != nil {
+		return UsageError{err.Error()}
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns
@@ -200,6 +205,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	s.log.Printf("keyed %d listener(s) with %d key(s) from %s (%d [peers] entries)", len(s.lns), total, cfg.Keyring, len(s.peers))
+	tbl, err := s.applyStealth()
+	if err != nil {
+		return err
+	}
+	defer s.removeStealth(tbl)
 	if cfg.Mode == ModeListener {
 		return s.execListener()
 	}
