@@ -80,8 +80,8 @@ const (
 type Listener struct {
 	// Addr is the bound address; unspecified means any local address of
 	// the families the socket takes.
-	Addr         netip.Addr
-	Port         uint16
+	Addr       netip.Addr
+	Port       uint16
 	IPv4, IPv6 bool // peer families the socket takes
 }
 
