@@ -146,6 +146,11 @@ func Install(ls []Listener, o Options) (*Table, error) {
 	ans := c.AddChain(&nftables.Chain{Name: "to_closed_port", Table: t})
 	for _, l := range ls {
 		for _, fam := range l.families() {
+			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: port0Rule(l, fam)})
+		}
+	}
+	for _, l := range ls {
+		for _, fam := range l.families() {
 			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: inRule(l, fam)})
 			c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: outRule(l, fam)})
 		}
@@ -317,6 +322,19 @@ func inRule(l Listener, fam byte) []expr.Any {
 	return append(e, &expr.Verdict{Kind: expr.VerdictJump, Chain: "to_closed_port"})
 }
 
+// port0Rule drops what a peer itself sends to port 0 of the listener's
+// addresses. Otherwise the kernel's answer to it would leave from the
+// listener's port (the output rule cannot tell it from ours), and in IPv6
+// its flow label, a keyed hash over the ports, would equal the label of
+// the answer to the same probe sent to the listener's port: a scanner
+// could tell the rewrite that way. Port 0 is not a service port; many
+// networks drop it anyway.
+func port0Rule(l Listener, fam byte) []expr.Any {
+	e := addrMatch(l, fam, 16, 24)
+	e = append(e, tcpPort(2, 0)...)
+	return append(e, &expr.Verdict{Kind: expr.VerdictDrop})
+}
+
 // answerRule sends the segment to port 0, untracked, within the rate;
 // over it the segment goes on unchanged and the listener drops it.
 func answerRule(o Options) []expr.Any {
@@ -326,6 +344,9 @@ func answerRule(o Options) []expr.Any {
 		&expr.Immediate{Register: 1, Data: be16(0)},
 		&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseTransportHeader,
 			Offset: 2, Len: 2, CsumType: expr.CsumTypeInet, CsumOffset: 16},
+		// Done here: no later rule of this table (the port 0 drop, say)
+		// may see the rewritten segment. The host's tables still do.
+		&expr.Verdict{Kind: expr.VerdictAccept},
 	}
 }
 
