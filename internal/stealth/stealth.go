@@ -335,12 +335,15 @@ func port0Rule(l Listener, fam byte) []expr.Any {
 	return append(e, &expr.Verdict{Kind: expr.VerdictDrop})
 }
 
-// answerRule sends the segment to port 0, untracked, within the rate;
-// over it the segment goes on unchanged and the listener drops it.
+// answerRule marks the segment untracked and, within the rate, sends it
+// to port 0; over the rate it goes on unchanged and the listener drops
+// it. Untracked either way: the listener never takes an unsigned segment,
+// so a conntrack entry for one (SYN_SENT lasts 120 s) would only fill the
+// host's table during a flood.
 func answerRule(o Options) []expr.Any {
 	return []expr.Any{
-		&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(o.Rate), Unit: expr.LimitTimeSecond, Burst: o.Burst},
 		&expr.Notrack{},
+		&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(o.Rate), Unit: expr.LimitTimeSecond, Burst: o.Burst},
 		&expr.Immediate{Register: 1, Data: be16(0)},
 		&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseTransportHeader,
 			Offset: 2, Len: 2, CsumType: expr.CsumTypeInet, CsumOffset: 16},

@@ -52,7 +52,7 @@ func TestInstallReplaceRemove(t *testing.T) {
 		"meta nfproto ipv4 tcp dport 22 fib daddr type local tcp option md5sig missing tcp option 29 missing tcp flags ! rst jump to_closed_port",
 		"meta nfproto ipv6 tcp dport 22 fib daddr type local tcp option md5sig missing tcp option 29 missing tcp flags ! rst jump to_closed_port",
 		"ip daddr 192.0.2.7 tcp dport 22 fib daddr type local",
-		"limit rate 1000/second burst 200 packets notrack th dport set 0 accept",
+		"notrack limit rate 1000/second burst 200 packets th dport set 0 accept",
 		"meta nfproto ipv6 tcp dport 0 drop",
 		"ip daddr 192.0.2.7 tcp dport 0 drop",
 		"tcp sport 0 tcp flags rst notrack tcp sport set 22",
