@@ -15,7 +15,10 @@ import (
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
-const stSection = "SYN flood, stealth modes"
+const (
+	stSection   = "SYN flood, stealth modes"
+	stCtTimeout = 3 * time.Second
+)
 
 // stHostFirewall makes the server a host with a stateful firewall, so
 // that conntrack runs in its namespace and the benchmark can show what a
@@ -65,18 +68,28 @@ func BenchmarkStealthFlood(b *testing.B) {
 	login := func() float64 { return flLogin(b, client, sshArgs, secret) }
 
 	ls := []stealth.Listener{{Addr: netip.IPv6Unspecified(), Port: flPort, IPv4: true, IPv6: true}}
-	setClosed := func(on bool) {
+	// mode: 0 filtered, 1 closed, 2 closed with no effective rate limit
+	// (to show what bounds the answers without one).
+	setMode := func(mode int) {
 		err := server.Do(func() error {
-			if on {
+			switch mode {
+			case 1:
 				_, err := stealth.Install(ls, stealth.Options{})
+				return err
+			case 2:
+				_, err := stealth.Install(ls, stealth.Options{Rate: 1 << 30, Burst: 1 << 30})
 				return err
 			}
 			return stealth.RemoveAny()
 		})
 		if err != nil {
-			b.Fatalf("stealth closed=%v: %v", on, err)
+			b.Fatalf("stealth mode %d: %v", mode, err)
 		}
 	}
+	// SYN_SENT entries live 120 s by default; stCtTimeout here, and each
+	// batch waits that long first, so that each batch's count is its own.
+	server.Run(b, "sysctl", "-q", "-w", fmt.Sprintf("net.netfilter.nf_conntrack_tcp_timeout_syn_sent=%d", int(stCtTimeout/time.Second)))
+	ctMax := strings.TrimSpace(server.Run(b, "cat", "/proc/sys/net/netfilter/nf_conntrack_max"))
 	b.Cleanup(func() { _ = server.Do(stealth.RemoveAny) })
 	for i := 0; i < 2; i++ {
 		login()
@@ -89,10 +102,11 @@ func BenchmarkStealthFlood(b *testing.B) {
 	type stats struct {
 		ms, shimCPU, busy, soft, rstRate, ctNew, dropRate, sent []float64
 	}
-	var quiet, filtered, closed stats
-	batch := func(st *stats, flood, closedMode bool) {
-		setClosed(closedMode)
-		md0, rst0, ct0 := server.MD5Counters(b), stOutRsts(b, server), stConntrack(b, server)
+	var quiet, filtered, closed, unlimited stats
+	batch := func(st *stats, flood bool, mode int) {
+		setMode(mode)
+		time.Sleep(stCtTimeout + 500*time.Millisecond) // the last batch's entries expire
+		md0, rst0 := server.MD5Counters(b), stOutRsts(b, server)
 		var h *flHping
 		if flood {
 			h = flStartHping(b, attacker, al.IfA, al.AddrB4.String(), flPort)
@@ -116,14 +130,15 @@ func BenchmarkStealthFlood(b *testing.B) {
 		st.shimCPU = append(st.shimCPU, float64(c1-c0)*1000/flClockTicks*(10/w1.Sub(w0).Seconds()))
 		st.busy, st.soft = append(st.busy, busy), append(st.soft, soft)
 		st.rstRate = append(st.rstRate, float64(stOutRsts(b, server)-rst0)/el.Seconds())
-		st.ctNew = append(st.ctNew, float64(stConntrack(b, server))-float64(ct0))
+		st.ctNew = append(st.ctNew, float64(stLiveEntries(b, server, flPort)))
 		st.dropRate = append(st.dropRate, float64(md.NotFound)/el.Seconds())
-		setClosed(false)
+		setMode(0)
 	}
 	Alternate(b, Rounds(),
-		func() float64 { batch(&quiet, false, false); return 0 },
-		func() float64 { batch(&filtered, true, false); return 0 },
-		func() float64 { batch(&closed, true, true); return 0 },
+		func() float64 { batch(&quiet, false, 0); return 0 },
+		func() float64 { batch(&filtered, true, 0); return 0 },
+		func() float64 { batch(&closed, true, 1); return 0 },
+		func() float64 { batch(&unlimited, true, 2); return 0 },
 	)
 
 	rec := func(c, unit string, xs []float64, against, note string) {
@@ -132,26 +147,38 @@ func BenchmarkStealthFlood(b *testing.B) {
 	rec("login, no flood", "ms", quiet.ms, "", "signed ssh login running `true` through ssh-md5-proxy and the shim, wall time")
 	rec("login, flood, filtered", "ms", filtered.ms, "login, no flood", "")
 	rec("login, flood, closed", "ms", closed.ms, "login, no flood", "")
+	rec("login, flood, closed, no limit", "ms", unlimited.ms, "login, no flood", "")
 	rec("host busy, no flood", "%", quiet.busy, "", "non-idle share of all CPU time from /proc/stat over the CPU window; hping3 runs on this host too")
 	rec("host busy, flood, filtered", "%", filtered.busy, "host busy, no flood", "")
 	rec("host busy, flood, closed", "%", closed.busy, "host busy, no flood", "")
+	rec("host busy, flood, closed, no limit", "%", unlimited.busy, "host busy, no flood", "")
 	rec("softirq, flood, filtered", "%", filtered.soft, "", "")
 	rec("softirq, flood, closed", "%", closed.soft, "softirq, flood, filtered", "")
+	rec("softirq, flood, closed, no limit", "%", unlimited.soft, "softirq, flood, filtered", "")
 	rec("shim CPU, flood, filtered", "ms CPU/10 s", filtered.shimCPU, "", "")
 	rec("shim CPU, flood, closed", "ms CPU/10 s", closed.shimCPU, "", "")
+	rec("shim CPU, flood, closed, no limit", "ms CPU/10 s", unlimited.shimCPU, "", "")
 	rec("RSTs sent, flood, filtered", "RST/s", filtered.rstRate, "", "server namespace's Tcp OutRsts over the flood, per second")
 	rec("RSTs sent, flood, closed", "RST/s", closed.rstRate, "", fmt.Sprintf("bounded by the table's limit, %d/s with a burst of %d", stealth.DefaultRate, stealth.DefaultBurst))
+	rec("RSTs sent, flood, closed, no limit", "RST/s", unlimited.rstRate, "", "the table's limit raised to 2^30/s: nothing else bounds the answers")
 	rec("silently dropped, flood, filtered", "SYN/s", filtered.dropRate, "", "TCPMD5NotFound per second: SYNs that reached the keyed listener")
 	rec("silently dropped, flood, closed", "SYN/s", closed.dropRate, "", "over the rate limit the SYN goes on to the listener, which drops it")
-	rec("new conntrack entries, flood, filtered", "entries", filtered.ctNew, "", "nf_conntrack_count after minus before the flood, server namespace")
-	rec("new conntrack entries, flood, closed", "entries", closed.ctNew, "", "")
+	rec("conntrack entries, no flood", "entries", quiet.ctNew, "", "live entries for the shim's port at the end of the batch (/proc/net/nf_conntrack, server namespace; nf_conntrack_max "+ctMax+")")
+	rec("conntrack entries, flood, filtered", "entries", filtered.ctNew, "", "")
+	rec("conntrack entries, flood, closed", "entries", closed.ctNew, "", "")
+	rec("conntrack entries, flood, closed, no limit", "entries", unlimited.ctNew, "", "")
 	rec("SYNs sent per flood, filtered", "SYNs", filtered.sent, "", "")
 	rec("SYNs sent per flood, closed", "SYNs", closed.sent, "", "")
-	SectionNote(stSection, fmt.Sprintf("Same three namespaces and flood as \"SYN flood\", but the server also runs a stateful firewall (`ct state established,related accept` in an input chain), so conntrack sees every segment the host tracks. "+
-		"Each round runs a quiet batch, a flood batch in filtered mode and a flood batch in closed mode, rotating the order; closed mode is switched on for its batch with stealth.Install, as the shim does, and off after. "+
-		"In filtered mode every unsigned SYN of the flood gets a conntrack entry (SYN_SENT, 120 s): median %.0f new entries per flood, against %.0f in closed mode, whose table marks unsigned segments untracked, the ones over the rate limit included. "+
-		"Closed mode answered a median %.0f RST/s (limit %d/s, burst %d); the kernel itself limits neither closed-port RSTs nor these (net.ipv4.icmp_ratelimit covers ICMP only), so without the limit the answers would go out at the flood's rate, to whatever source addresses the flood forged.",
-		Percentile(filtered.ctNew, 50), Percentile(closed.ctNew, 50), Percentile(closed.rstRate, 50), stealth.DefaultRate, stealth.DefaultBurst))
+	rec("SYNs sent per flood, closed, no limit", "SYNs", unlimited.sent, "", "")
+	SectionNote(stSection, fmt.Sprintf("Same three namespaces and flood as \"SYN flood\", but the server also runs a stateful firewall (`ct state established,related accept` in an input chain), so conntrack tracks what the host does not exempt. "+
+		"Each round runs a quiet batch and flood batches in filtered mode, closed mode, and closed mode with the table's rate limit raised out of reach, rotating the order; closed mode is switched on for its batch with stealth.Install, as the shim does, and off after. "+
+		"The server namespace's SYN_SENT timeout is %v here (default 120 s) and each batch waits that long first, so that its count is its own. "+
+		"In filtered mode every unsigned SYN of the flood makes a conntrack entry (SYN_SENT, 120 s by default): %.0f live at the end of the flood (median; nf_conntrack_max %s: the flood fills the table), against %.0f in closed mode, whose table marks unsigned segments untracked, the ones over the rate limit included; signed logins got through either way. "+
+		"Closed mode answered a median %.0f RST/s (limit %d/s, burst %d). With the limit out of reach it answered %.0f RST/s, one per SYN that arrived: the kernel limits neither closed-port RSTs nor these (net.ipv4.icmp_ratelimit covers ICMP only), so without the table's limit the answers go out at the flood's rate, to whatever source addresses the flood forged.",
+		stCtTimeout, Percentile(filtered.ctNew, 50), ctMax, Percentile(closed.ctNew, 50), Percentile(closed.rstRate, 50), stealth.DefaultRate, stealth.DefaultBurst, Percentile(unlimited.rstRate, 50)))
+	rq := Percentile(quiet.ms, 50)
+	SectionNote(stSection, fmt.Sprintf("Login latency during the flood as a ratio to quiet (medians): filtered %.2fx, closed %.2fx, closed without limit %.2fx. The flood and the attacker share this 2-CPU host with the logins (and with other work on the machine), so the ratios mostly measure CPU contention; read them against each other and against their spread, not as absolute costs.",
+		Percentile(filtered.ms, 50)/rq, Percentile(closed.ms, 50)/rq, Percentile(unlimited.ms, 50)/rq))
 	if strings.Contains(shim.log(), "closed unsigned connection") {
 		SectionNote(stSection, "The shim logged a closed unsigned connection during the run: investigate.")
 	}
@@ -182,13 +209,15 @@ func stOutRsts(b *testing.B, ns *testnet.NS) uint64 {
 	return 0
 }
 
-// stConntrack reads the namespace's conntrack entry count.
-func stConntrack(b *testing.B, ns *testnet.NS) uint64 {
+// stLiveEntries counts the live conntrack entries whose original
+// destination port is port (the procfs listing skips expired entries,
+// which nf_conntrack_count still counts until garbage collection).
+func stLiveEntries(b *testing.B, ns *testnet.NS, port int) int {
 	b.Helper()
-	out := ns.Run(b, "cat", "/proc/sys/net/netfilter/nf_conntrack_count")
-	n, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+	out := ns.Run(b, "sh", "-c", fmt.Sprintf("grep -c ' dport=%d ' /proc/net/nf_conntrack || true", port))
+	n, err := strconv.Atoi(strings.TrimSpace(out))
 	if err != nil {
-		b.Fatalf("nf_conntrack_count of %s: %q", ns.Name, out)
+		b.Fatalf("counting conntrack entries in %s: %q", ns.Name, out)
 	}
 	return n
 }
