@@ -81,7 +81,9 @@ from scapy.all import IP, IPv6, TCP, sr1, conf
 conf.verb = 0
 conf.iface = sys.argv[3]
 dst, ports = sys.argv[1], [int(p) for p in sys.argv[2].split(",")]
-kinds = [("SYN", "S"), ("ACK", "A"), ("FIN", "F"), ("NULL", ""), ("XMAS", "FPU"), ("SYN-ECE-CWR", "SEC"), ("PSH-ACK", "PA")]
+kinds = [("SYN", "S"), ("ACK", "A"), ("FIN", "F"), ("NULL", ""), ("XMAS", "FPU"), ("SYN-ECE-CWR", "SEC"), ("PSH-ACK", "PA"),
+         ("SYN+MD5-option", "S"), ("SYN+AO-option", "S")]
+sig = {"SYN+MD5-option": [(19, b"\x00" * 16)], "SYN+AO-option": [(29, b"\x01\x01" + b"\x00" * 12)]}
 out = []
 for i, (kind, fl) in enumerate(kinds):
     for port in ports:
@@ -90,7 +92,7 @@ for i, (kind, fl) in enumerate(kinds):
         else:
             ip = IP(dst=dst, tos=0xb9, ttl=61, id=4242)
         seg = TCP(sport=41000 + i, dport=port, flags=fl, seq=1000, ack=5000 if "A" in fl else 0, window=1024,
-                  options=[("MSS", 1460), ("SAckOK", b""), ("WScale", 7)])
+                  options=sig.get(kind, [("MSS", 1460), ("SAckOK", b""), ("WScale", 7)]))
         r = sr1(ip / seg / (b"x" * 10 if "P" in fl else b""), timeout=2)
         rec = {"probe": kind, "port": port}
         if r is not None and TCP in r:
@@ -148,8 +150,24 @@ func (l *lab) compareAnswers(t *testing.T, dst netip.Addr) {
 	fmt.Fprintf(&b, "answers from %s, protected port %d vs closed port %d:\n", dst, protectedPort, closedPort)
 	for _, p := range order {
 		prot, closed := byProbe[p][protectedPort], byProbe[p][closedPort]
-		if len(closed) <= 2 {
-			t.Errorf("%s probe: the closed port did not answer", p)
+		pa, ca := len(prot) > 2, len(closed) > 2 // answered at all
+		switch {
+		case !pa && !ca:
+			// A segment with a (here bogus) TCP-MD5 option: the kernel
+			// drops it at a closed port too; the table leaves it alone.
+			fmt.Fprintf(&b, "  %s probe: no answer from either port: equal\n", p)
+			continue
+		case p == "SYN+AO-option" && !pa && ca:
+			// Named in README.md: the table never touches a segment that
+			// claims a signature; a kernel without TCP-AO answers it at a
+			// closed port.
+			fmt.Fprintf(&b, "  %s probe: protected port silent, closed port %v: DIFFERS (named in README.md)\n", p, closed["flags"])
+			continue
+		case !ca:
+			t.Errorf("%s probe of %s: the closed port did not answer", p, dst)
+			continue
+		case !pa:
+			t.Errorf("%s probe of %s: the protected port did not answer, the closed port did (%v)", p, dst, closed["flags"])
 			continue
 		}
 		var fields []string
@@ -161,7 +179,7 @@ func (l *lab) compareAnswers(t *testing.T, dst netip.Addr) {
 		sort.Strings(fields)
 		fmt.Fprintf(&b, "  %s probe:\n", p)
 		for _, f := range fields {
-			a, c := fmt.Sprint(prot[f]), fmt.Sprint(closed[f])
+			a, c := jsonText(prot[f]), jsonText(closed[f])
 			verdict := "equal"
 			switch {
 			case a != c && differsByDesign[f]:
@@ -177,6 +195,14 @@ func (l *lab) compareAnswers(t *testing.T, dst netip.Addr) {
 		}
 	}
 	t.Log(b.String())
+}
+
+// jsonText prints a JSON value, numbers as integers where they are.
+func jsonText(v any) string {
+	if f, ok := v.(float64); ok {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
 }
 
 func (l *lab) tableCount(t *testing.T) int {
@@ -220,11 +246,13 @@ func TestStealthClosed(t *testing.T) {
 	})
 	l.compareAnswers(t, l.server.a4)
 	l.compareAnswers(t, l.server.a6)
-	// The rewritten probes never reached the listener.
+	// The rewritten probes never reached the listener: only the two
+	// SYNs with a TCP-AO option (one per family), which the table leaves
+	// alone and the listener counts as lacking their MD5 option.
 	d := l.server.ns.MD5Counters(t).Sub(before)
 	t.Logf("server TCPMD5 counters during the scans: +%+v", d)
-	if d.NotFound != 0 {
-		t.Errorf("TCPMD5NotFound +%d during the scans: some unsigned probe reached the listener instead of the closed-port answer", d.NotFound)
+	if d.NotFound != 2 {
+		t.Errorf("TCPMD5NotFound +%d during the scans, want 2 (the TCP-AO probes): an unsigned probe reached the listener instead of the closed-port answer, or a probe went missing", d.NotFound)
 	}
 	l.signedLogin(t, l.server.a4)
 	// Stopped cleanly, the shim takes its table away.
