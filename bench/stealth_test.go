@@ -34,7 +34,7 @@ const stHostFirewall = `table inet hostct {
 // shim's port in --stealth filtered and --stealth closed, on a server
 // whose stateful firewall has conntrack running. The shim runs in
 // filtered mode; closed mode is switched on and off between batches with
-// the same stealth.Install and stealth.RemoveAny calls the shim makes, so
+// the same stealth.Install and stealth.RemoveStale calls the shim makes, so
 // that the modes alternate round by round without restarting anything.
 func BenchmarkStealthFlood(b *testing.B) {
 	testnet.RequireRoot(b)
@@ -80,7 +80,8 @@ func BenchmarkStealthFlood(b *testing.B) {
 				_, err := stealth.Install(ls, stealth.Options{Rate: 1 << 30, Burst: 1 << 30})
 				return err
 			}
-			return stealth.RemoveAny()
+			_, err := stealth.RemoveStale()
+			return err
 		})
 		if err != nil {
 			b.Fatalf("stealth mode %d: %v", mode, err)
@@ -90,7 +91,7 @@ func BenchmarkStealthFlood(b *testing.B) {
 	// batch waits that long first, so that each batch's count is its own.
 	server.Run(b, "sysctl", "-q", "-w", fmt.Sprintf("net.netfilter.nf_conntrack_tcp_timeout_syn_sent=%d", int(stCtTimeout/time.Second)))
 	ctMax := strings.TrimSpace(server.Run(b, "cat", "/proc/sys/net/netfilter/nf_conntrack_max"))
-	b.Cleanup(func() { _ = server.Do(stealth.RemoveAny) })
+	b.Cleanup(func() { _ = server.Do(func() error { _, err := stealth.RemoveStale(); return err }) })
 	for i := 0; i < 2; i++ {
 		login()
 	}

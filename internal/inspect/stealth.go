@@ -18,11 +18,18 @@ func CheckStealth(w io.Writer, mode stealth.Mode, listen []string) error {
 		listen = []string{DefaultListen}
 	}
 	usable := stealth.Usable()
-	switch n, err := stealth.Count(); {
+	switch exists, o, alive, err := stealth.Installed(); {
 	case err != nil:
 		fmt.Fprintf(w, "stealth in force: filtered: unsigned segments get no answer (nftables unusable here: %v)\n", err)
-	case n > 0:
-		fmt.Fprintf(w, "stealth in force: closed: table inet %s is installed, so unsigned segments to its listeners get this host's closed-port answer\n", stealth.TableName)
+	case exists:
+		by := "installed by a process that no longer runs (left by a killed shim; its next start replaces it, a filtered one removes it)"
+		switch {
+		case alive:
+			by = "installed by " + o.String() + ", running"
+		case o.PID == 0:
+			by = "with no owner recorded"
+		}
+		fmt.Fprintf(w, "stealth in force: closed: table inet %s is installed, %s, so unsigned segments to its listeners get this host's closed-port answer\n", stealth.TableName, by)
 	default:
 		fmt.Fprintf(w, "stealth in force: filtered: no table inet %s, so unsigned segments get no answer\n", stealth.TableName)
 	}

@@ -20,11 +20,15 @@ func (s *server) applyStealth() (*stealth.Table, error) {
 		// Filtered means silence, also after a closed-mode run that was
 		// killed before it could remove its table. No nf_tables here
 		// (Count fails) means no table either.
+		// A running shim's table (closed mode for its own port) stays.
 		if n, err := stealth.Count(); err == nil && n > 0 {
-			if err := stealth.RemoveAny(); err != nil {
+			removed, err := stealth.RemoveStale()
+			if err != nil {
 				return nil, fmt.Errorf("--stealth filtered: removing the table inet %s an earlier closed-mode run left: %w", stealth.TableName, err)
 			}
-			s.log.Printf("stealth filtered: removed the table inet %s an earlier run left", stealth.TableName)
+			if removed {
+				s.log.Printf("stealth filtered: removed the table inet %s an earlier run left", stealth.TableName)
+			}
 		}
 		s.log.Printf("stealth filtered: unsigned segments get no answer")
 		return nil, nil

@@ -22,10 +22,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 )
 
@@ -132,6 +134,16 @@ func Install(ls []Listener, o Options) (*Table, error) {
 	if err != nil {
 		return nil, explain(err)
 	}
+	me := self()
+	if cur, ok, err := owner(c); err != nil {
+		return nil, err
+	} else if ok && cur != me && cur.alive() {
+		// The answers leave from port 0 and only one table can put a
+		// port back on them, so closed mode serves one port per network
+		// namespace. Replacing a live shim's table would silently turn
+		// its port back to filtered.
+		return nil, fmt.Errorf("--stealth closed: %s already has closed mode in this network namespace (table inet %s); closed mode serves one port per namespace: use --stealth filtered here, or run this listener in that shim", cur, TableName)
+	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 	// Adding first makes the delete succeed whether or not an old copy
 	// exists (adding an existing table is no error); nft -f does the same.
@@ -155,27 +167,43 @@ func Install(ls []Listener, o Options) (*Table, error) {
 			c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: outRule(l, fam)})
 		}
 	}
-	c.AddRule(&nftables.Rule{Table: t, Chain: ans, Exprs: answerRule(o)})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ans, Exprs: answerRule(o),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, me.String())})
 	if err := c.Flush(); err != nil {
 		return nil, explain(err)
 	}
 	return &Table{Port: port, Listeners: ls, Rate: o.Rate}, nil
 }
 
-// Remove deletes the table. It is safe to call on a nil Table.
+// Remove deletes the table if this process installed it (a later shim
+// that replaced it keeps it). It is safe to call on a nil Table.
 func (t *Table) Remove() error {
 	if t == nil {
 		return nil
 	}
-	return RemoveAny()
+	return remove(func(cur Owner) bool { return cur == self() })
 }
 
-// RemoveAny deletes the table if there is one, whoever installed it:
-// filtered mode uses it to clear the table a crashed closed-mode run left.
-func RemoveAny() error {
+// RemoveStale deletes the table unless a live process other than this one
+// installed it: filtered mode uses it to clear the table a killed
+// closed-mode run left, without taking a running shim's.
+func RemoveStale() (removed bool, err error) {
+	me := self()
+	err = remove(func(cur Owner) bool {
+		removed = cur == me || !cur.alive()
+		return removed
+	})
+	return removed, err
+}
+
+func remove(ok func(Owner) bool) error {
 	c, err := nftables.New()
 	if err != nil {
 		return explain(err)
+	}
+	cur, exists, err := owner(c)
+	if err != nil || !exists || !ok(cur) {
+		return err
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 	c.AddTable(t)
@@ -184,6 +212,96 @@ func RemoveAny() error {
 		return explain(err)
 	}
 	return nil
+}
+
+// Owner is the process that installed the table, as recorded in the
+// comment of its answer rule: a pid and the process's start time, so
+// that a recycled pid is not taken for the owner.
+type Owner struct {
+	PID   int
+	Start string // field 22 of /proc/PID/stat, in clock ticks since boot
+}
+
+func (o Owner) String() string {
+	return fmt.Sprintf("sshd-md5-socket pid %d start %s", o.PID, o.Start)
+}
+
+func self() Owner {
+	pid := os.Getpid()
+	return Owner{PID: pid, Start: startTime(pid)}
+}
+
+// alive reports whether the owner is still running (in listener mode that
+// is the sshd it became).
+func (o Owner) alive() bool {
+	st := startTime(o.PID)
+	return st != "" && st == o.Start
+}
+
+func startTime(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19] // starttime, field 22; f[0] is field 3
+}
+
+func parseOwner(c string) (Owner, bool) {
+	var o Owner
+	if _, err := fmt.Sscanf(c, "sshd-md5-socket pid %d start %s", &o.PID, &o.Start); err != nil {
+		return Owner{}, false
+	}
+	return o, true
+}
+
+// owner reads who installed the table; exists is false when there is
+// none. A table of ours without a readable owner counts as stale.
+func owner(c *nftables.Conn) (o Owner, exists bool, err error) {
+	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return Owner{}, false, explain(err)
+	}
+	var t *nftables.Table
+	for _, x := range ts {
+		if x.Name == TableName {
+			t = x
+		}
+	}
+	if t == nil {
+		return Owner{}, false, nil
+	}
+	rs, err := c.GetRules(t, &nftables.Chain{Name: "to_closed_port", Table: t})
+	if err != nil {
+		return Owner{}, true, nil // no such chain: not one we made
+	}
+	for _, r := range rs {
+		if cm, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok {
+			if o, ok := parseOwner(cm); ok {
+				return o, true, nil
+			}
+		}
+	}
+	return Owner{}, true, nil
+}
+
+// Installed reports whether the table exists here, who installed it, and
+// whether that process still runs.
+func Installed() (exists bool, o Owner, alive bool, err error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, Owner{}, false, explain(err)
+	}
+	o, exists, err = owner(c)
+	return exists, o, exists && o.alive(), err
 }
 
 // Count reports how many tables named TableName exist in the inet family

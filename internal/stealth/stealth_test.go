@@ -56,6 +56,7 @@ func TestInstallReplaceRemove(t *testing.T) {
 		"meta nfproto ipv6 tcp dport 0 drop",
 		"ip daddr 192.0.2.7 tcp dport 0 drop",
 		"tcp sport 0 tcp flags rst notrack tcp sport set 22",
+		`comment "sshd-md5-socket pid `,
 		"ip saddr 192.0.2.7 tcp sport 0 tcp flags rst notrack tcp sport set 22",
 	} {
 		if !strings.Contains(got, want) {
@@ -76,8 +77,11 @@ func TestInstallReplaceRemove(t *testing.T) {
 		t.Fatalf("after Remove: %d tables", n)
 	}
 	// Removing what is not there is no error: a stop after a crash.
-	if err := ns.Do(RemoveAny); err != nil {
-		t.Fatalf("RemoveAny with no table: %v", err)
+	if err := ns.Do(func() error { _, err := RemoveStale(); return err }); err != nil {
+		t.Fatalf("RemoveStale with no table: %v", err)
+	}
+	if err := ns.Do(tb.Remove); err != nil {
+		t.Fatalf("Remove with no table: %v", err)
 	}
 }
 

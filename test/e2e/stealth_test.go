@@ -24,7 +24,10 @@ var scans = []struct{ flag, closed string }{
 	{"-sF", "closed"}, {"-sN", "closed"}, {"-sX", "closed"},
 }
 
-var nmapPortRE = regexp.MustCompile(`(\d+)/([a-z|]+)/tcp`)
+var (
+	nmapPortRE   = regexp.MustCompile(`(\d+)/([a-z|]+)/tcp`)
+	ownerComment = regexp.MustCompile(`comment "sshd-md5-socket pid [^"]*"`)
+)
 
 // nmapStates runs one nmap scan of the protected and the closed port of
 // dst from the attacker and returns each port's state.
@@ -318,13 +321,18 @@ func TestStealthKill9(t *testing.T) {
 	if n := l.tableCount(t); n != 1 {
 		t.Fatalf("after kill -9: %d tables inet %s, want the one left behind", n, stealth.TableName)
 	}
-	left := l.server.ns.Run(t, "nft", "list", "table", "inet", stealth.TableName)
+	// The rules, without the comment naming the owner's pid.
+	listing := func() string {
+		out := l.server.ns.Run(t, "nft", "list", "table", "inet", stealth.TableName)
+		return ownerComment.ReplaceAllString(out, `comment "OWNER"`)
+	}
+	left := listing()
 	for _, name := range []string{"first", "second"} {
 		p := l.startShim("--stealth", "closed")
 		if n := l.tableCount(t); n != 1 {
 			t.Fatalf("%s restart: %d tables inet %s, want 1", name, n, stealth.TableName)
 		}
-		if now := l.server.ns.Run(t, "nft", "list", "table", "inet", stealth.TableName); now != left {
+		if now := listing(); now != left {
 			t.Errorf("%s restart: the table is not the same one (rules added twice?):\n%s\nwant:\n%s", name, now, left)
 		}
 		l.signedLogin(t, l.server.a4)
@@ -344,4 +352,42 @@ func TestStealthKill9(t *testing.T) {
 		t.Errorf("filtered start after a killed closed one: %d tables, want 0", n)
 	}
 	l.signedLogin(t, l.server.a4)
+}
+
+// TestStealthTwoShims: closed mode serves one port per network namespace
+// (the answers leave from port 0, and only one table can put a port back
+// on them). A second shim asking for closed mode while the first runs
+// refuses to start and says why, instead of taking the first one's table;
+// a filtered one starts and leaves that table alone; the first one's stop
+// removes it.
+func TestStealthTwoShims(t *testing.T) {
+	l := newLab(t)
+	first := l.startShim("--stealth", "closed")
+	second := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2223", "--stealth", "closed", "--", "/bin/true")
+	select {
+	case <-second.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a second closed-mode shim is still running")
+	}
+	if !strings.Contains(second.log(), "already has closed mode in this network namespace") || second.err == nil {
+		t.Errorf("second closed-mode shim: %v, want a refusal naming the first:\n%s", second.err, second.log())
+	}
+	filtered := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2224", "--stealth", "filtered", "--", "/bin/true")
+	filtered.waitLog(`serving .* in inetd mode`, 20*time.Second)
+	if n := l.tableCount(t); n != 1 {
+		t.Fatalf("with a closed and a filtered shim: %d tables, want the closed one's", n)
+	}
+	if st := l.nmapStates(t, "-sS", l.server.a4); st[protectedPort] != "closed" {
+		t.Errorf("after the other shims started, nmap -sS says %s for the closed-mode port, want closed", st[protectedPort])
+	}
+	l.signedLogin(t, l.server.a4)
+	first.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-first.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("shim did not stop on SIGTERM")
+	}
+	if n := l.tableCount(t); n != 0 {
+		t.Errorf("after the closed-mode shim stopped: %d tables, want 0", n)
+	}
 }
