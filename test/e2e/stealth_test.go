@@ -358,8 +358,9 @@ func TestStealthKill9(t *testing.T) {
 // (the answers leave from port 0, and only one table can put a port back
 // on them). A second shim asking for closed mode while the first runs
 // refuses to start and says why, instead of taking the first one's table;
-// a filtered one starts and leaves that table alone; the first one's stop
-// removes it.
+// a filtered one starts and leaves that table alone, an auto one falls
+// back to filtered and says why; the first one's stop removes the table,
+// and then auto installs closed mode.
 func TestStealthTwoShims(t *testing.T) {
 	l := newLab(t)
 	first := l.startShim("--stealth", "closed")
@@ -374,6 +375,10 @@ func TestStealthTwoShims(t *testing.T) {
 	}
 	filtered := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2224", "--stealth", "filtered", "--", "/bin/true")
 	filtered.waitLog(`serving .* in inetd mode`, 20*time.Second)
+	// auto falls back to filtered, says why, and serves.
+	auto := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2225", "--stealth", "auto", "--", "/bin/true")
+	auto.waitLog(`stealth auto: filtered \(unsigned segments get no answer\), because closed mode could not be installed: --stealth closed: sshd-md5-socket pid \d+ start \d+ already has closed mode`, 20*time.Second)
+	auto.waitLog(`serving .* in inetd mode`, 20*time.Second)
 	if n := l.tableCount(t); n != 1 {
 		t.Fatalf("with a closed and a filtered shim: %d tables, want the closed one's", n)
 	}
@@ -389,5 +394,11 @@ func TestStealthTwoShims(t *testing.T) {
 	}
 	if n := l.tableCount(t); n != 0 {
 		t.Errorf("after the closed-mode shim stopped: %d tables, want 0", n)
+	}
+	// With the namespace free, auto installs closed mode.
+	auto2 := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2226", "--stealth", "auto", "--", "/bin/true")
+	auto2.waitLog(`stealth auto: closed: unsigned segments to \[::\]:2226 get the kernel's closed-port answer`, 20*time.Second)
+	if n := l.tableCount(t); n != 1 {
+		t.Errorf("auto with the namespace free: %d tables, want 1", n)
 	}
 }
