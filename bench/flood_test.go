@@ -79,31 +79,7 @@ func BenchmarkSYNFlood(b *testing.B) {
 	sshArgs := append(sshd.SSHArgs(), "-p", strconv.Itoa(flPort),
 		"-o", "ProxyCommand="+proxy+" -k "+clientKeyring+" %h %p",
 		"root@"+cl.AddrB4.String(), "true")
-	login := func() float64 {
-		cmd := client.Cmd("ssh", sshArgs...)
-		cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		t0 := time.Now()
-		if err := cmd.Start(); err != nil {
-			b.Fatalf("ssh: %v", err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		var err error
-		select {
-		case err = <-done:
-		case <-time.After(60 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			err = fmt.Errorf("still running after 60s, killed")
-		}
-		d := time.Since(t0)
-		if err != nil {
-			b.Fatalf("signed login: %v\n%s", err, redact(out.Bytes(), secret))
-		}
-		return float64(d.Microseconds()) / 1000
-	}
+	login := func() float64 { return flLogin(b, client, sshArgs, secret) }
 	// Warm up: the page cache, sshd's first start, the shim's first spawn.
 	for i := 0; i < 2; i++ {
 		login()
@@ -219,6 +195,35 @@ func BenchmarkSYNFlood(b *testing.B) {
 	}
 	SectionNote(flSection, fmt.Sprintf("Login latency: the flood to the keyed port made the median login %.2fx as slow as in quiet, the same flood to a closed port %.2fx. %s",
 		rKeyed, rClosed, verdict))
+}
+
+// flLogin runs one signed ssh login from client and returns its wall
+// time in ms; a failed login fails the benchmark.
+func flLogin(b *testing.B, client *testnet.NS, sshArgs []string, secret []byte) float64 {
+	b.Helper()
+	cmd := client.Cmd("ssh", sshArgs...)
+	cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("ssh: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		err = fmt.Errorf("still running after 60s, killed")
+	}
+	d := time.Since(t0)
+	if err != nil {
+		b.Fatalf("signed login: %v\n%s", err, redact(out.Bytes(), secret))
+	}
+	return float64(d.Microseconds()) / 1000
 }
 
 // flClockTicks is USER_HZ, the unit of /proc/PID/stat's utime and stime

@@ -15,7 +15,8 @@ const probeUsage = `Usage: ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEO
 Check a TCP-MD5 SSH server: connect signed with the keyring's key for HOST
 (time to connect, SSH banner, host key fingerprint; it stops before any
 authentication), then connect to the same address unsigned, which must get
-no answer. Nothing is sent beyond the SSH key exchange.
+no answer, or be refused as by a closed port (sshd-md5-socket in closed
+stealth mode). Nothing is sent beyond the SSH key exchange.
 
     -k KEYRING    Keyring file, as for a connection.
     -n ALIAS      Look the key up by this alias before HOST.

@@ -16,13 +16,14 @@ import (
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/nodump"
 	"github.com/sshmd5/sshmd5/internal/shim"
+	"github.com/sshmd5/sshmd5/internal/stealth"
 )
 
 const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|listener]
                        [--max-conns N] [--max-startups START:RATE:FULL]
                        [--per-source-max-startups N] [--knocks=false]
-                       [-- COMMAND ARGS...]
-       sshd-md5-socket check [-k KEYRING] [-l ADDR]...
+                       [--stealth filtered|closed|auto] [-- COMMAND ARGS...]
+       sshd-md5-socket check [-k KEYRING] [-l ADDR]... [--stealth MODE]
        sshd-md5-socket status [--json]
 
 Put the TCP-MD5 (RFC 2385) keys of KEYRING's [peers] on sshd's listening
@@ -62,10 +63,15 @@ family it takes (IPv4, IPv6, both for [::]) has no catch-all key.
                  per IPv4 address or IPv6 /64 (default 8)
   --knocks=false inetd mode: do not log the peers whose segments the kernel
                  drops for a wrong key or none (see KNOCKS in the man page)
+  --stealth MODE how unsigned segments are answered: filtered (default):
+                 not at all, so scans say "filtered"; closed: exactly as
+                 this host answers a closed port (nftables table inet
+                 sshd_md5_socket, at most 1000 answers/s, one port for all
+                 listeners); auto: closed if nftables can be used
   -h             show this help
 
-check: print what KEYRING would install per -l ADDR (default [::]:22) and
-why the shim would refuse it; status: drop counters and the key prefixes of
+check: print what KEYRING would install per -l ADDR (default [::]:22),
+the stealth mode in force, and why the shim would refuse; status: drop counters and the key prefixes of
 each running listener here (--json), and why the last start failed. Both
 warn while ssh.service or ssh.socket is not masked. Neither prints keys.
 Exit 1: check would refuse; status found a listener that takes unsigned
@@ -110,6 +116,7 @@ func run(args []string, stderr *os.File) int {
 	})
 	fs.IntVar(&cfg.PerSourceMaxStartups, "per-source-max-startups", shim.DefaultPerSourceMaxStartups, "")
 	knocks := fs.Bool("knocks", true, "")
+	fs.StringVar(&cfg.Stealth, "stealth", string(stealth.DefaultMode), "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
@@ -155,10 +162,12 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 		kr     string
 		listen []string
 		asJSON bool
+		mode   string
 	)
 	if cmd == "check" {
 		fs.StringVar(&kr, "k", "", "")
 		fs.Var((*listFlag)(&listen), "l", "")
+		fs.StringVar(&mode, "stealth", string(stealth.DefaultMode), "")
 	} else {
 		fs.BoolVar(&asJSON, "json", false, "")
 	}
@@ -180,7 +189,15 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 			fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", lerr, usage)
 			return 2
 		}
+		sm, serr := stealth.ParseMode(mode)
+		if serr != nil {
+			fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", serr, usage)
+			return 2
+		}
 		err = inspect.Check(stdout, kr, listen)
+		if serr := inspect.CheckStealth(stdout, sm, listen); serr != nil {
+			err = errors.Join(err, serr)
+		}
 	} else {
 		err = inspect.Status(stdout, asJSON)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -45,7 +46,8 @@ var errGotHostKey = errors.New("host key recorded")
 
 // Probe connects to o.Host signed with o.Secret, reads the SSH banner and
 // host key, then tries the same address unsigned, which a correctly keyed
-// server must leave unanswered within unsignedTimeout.
+// server must leave unanswered within unsignedTimeout, or refuse as a
+// closed port (--stealth closed).
 func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeResult {
 	r := ProbeResult{Host: o.Host, Port: o.Port, KeyName: o.KeyName}
 	r.Unsigned.Result = "not tried: the signed connection failed"
@@ -74,6 +76,11 @@ func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeR
 	case errors.As(err, &ne) && ne.Timeout():
 		r.Unsigned.OK = true
 		r.Unsigned.Result = fmt.Sprintf("no answer within %s, as it should be: unsigned SYNs are dropped", unsignedTimeout)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		// sshd-md5-socket --stealth closed: the port answers unsigned
+		// SYNs as a closed port does. Nothing took the connection.
+		r.Unsigned.OK = true
+		r.Unsigned.Result = "refused, as by a closed port, as it should be (sshd-md5-socket --stealth closed): nothing took the unsigned connection"
 	default:
 		r.Unsigned.Result = fmt.Sprintf("FAIL: %s answered an unsigned connection: %v (a TCP-MD5 listener drops it silently; something else answers there)", r.Address, err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/stealth"
 )
 
 // Modes.
@@ -54,6 +55,7 @@ type Config struct {
 	// are DefaultMaxStartups and DefaultPerSourceMaxStartups.
 	MaxStartups          Startups
 	PerSourceMaxStartups int
+	Stealth              string   // stealth.Filtered, Closed or Auto; "" = stealth.DefaultMode
 	Command              []string // what to run; nil = the mode's sshd default
 	Stderr               *os.File // log and children's stderr; nil = os.Stderr
 	// Reload delivers SIGHUP. The command subscribes before anything
@@ -140,6 +142,9 @@ func (cfg *Config) Check() error {
 	default:
 		return UsageError{fmt.Sprintf("unknown --mode %q: use inetd or listener", cfg.Mode)}
 	}
+	if _, err := stealth.ParseMode(cfg.Stealth); err != nil {
+		return UsageError{err.Error()}
+	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
@@ -196,6 +201,11 @@ func Run(ctx context.Context, cfg Config) error {
 	s := &server{cfg: cfg, log: NewLogger(cfg.Stderr)}
 	defer s.closeAll()
 	err := s.start(ctx)
+	var tbl *stealth.Table
+	if err == nil {
+		// Before anything is served, after the keys are on.
+		tbl, err = s.applyStealth()
+	}
 	if err != nil {
 		var ue UsageError
 		if !errors.As(err, &ue) {
@@ -203,6 +213,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	}
+	defer s.removeStealth(tbl)
 	s.started()
 	if cfg.Mode == ModeListener {
 		return s.execListener()

@@ -235,10 +235,12 @@ func (p *proc) waitLog(re string, timeout time.Duration) {
 }
 
 // startShim runs sshd-md5-socket on [::]:protectedPort in the server
-// namespace with sshd -i behind it.
-func (l *lab) startShim() *proc {
+// namespace with sshd -i behind it; extra goes before the "--" (e.g.
+// "--stealth", "closed").
+func (l *lab) startShim(extra ...string) *proc {
 	l.t.Helper()
-	args := append([]string{"-k", l.serverKeyring, "-l", "[::]:" + strconv.Itoa(protectedPort), "--"}, l.sshd.InetdArgs()...)
+	args := append([]string{"-k", l.serverKeyring, "-l", "[::]:" + strconv.Itoa(protectedPort)}, extra...)
+	args = append(append(args, "--"), l.sshd.InetdArgs()...)
 	p := start(l.t, l.server.ns, [][]byte{l.secret}, l.shimBin, args...)
 	p.waitLog(`serving .* in inetd mode`, 20*time.Second)
 	l.shim = p

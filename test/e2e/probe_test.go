@@ -57,6 +57,19 @@ func TestProbe(t *testing.T) {
 		}
 	}
 
+	// A shim in --stealth closed refuses the unsigned connection as a
+	// closed port would: that is a pass too, and says so.
+	lc := newLab(t)
+	lc.startShim("--stealth", "closed")
+	for _, addr := range []string{lc.server.a4.String(), lc.server.a6.String()} {
+		out, err := lc.client.ns.Cmd(lc.proxy, "probe", "-k", lc.clientKeyring, "-t", "5s", addr, strconv.Itoa(protectedPort)).CombinedOutput()
+		checkNoSecret(t, "probe's output", string(out), [][]byte{lc.secret})
+		if err != nil || !strings.Contains(string(out), "unsigned: refused, as by a closed port") || !strings.Contains(string(out), "ok: the server takes signed connections only") {
+			t.Errorf("probe %s port %d, --stealth closed: %v, want exit 0 and the refusal named:\n%s", addr, protectedPort, err, out)
+		}
+		t.Logf("probe %s port %d, --stealth closed:\n%s", addr, protectedPort, out)
+	}
+
 	// --json for scripts: the same verdict, machine-readable.
 	out, err := l.client.ns.Cmd(l.proxy, "probe", "-k", l.clientKeyring, "--json", l.server.a4.String(), strconv.Itoa(protectedPort)).Output()
 	if err != nil {

@@ -21,9 +21,9 @@ type target struct {
 	c2s, s2c  *flow
 }
 
-func (l *lab) attackSetup(t *testing.T) []*target {
+func (l *lab) attackSetup(t *testing.T, shimArgs ...string) []*target {
 	t.Helper()
-	l.startShim()
+	l.startShim(shimArgs...)
 	l.startPlain()
 	targets := []*target{
 		{name: "protected", protected: true, port: protectedPort},
@@ -54,9 +54,18 @@ func (l *lab) attackSetup(t *testing.T) []*target {
 // number, resets an ordinary TCP connection with one forged RST; the same
 // RST against a TCP-MD5 signed connection is dropped by the server's
 // kernel (TCPMD5NotFound) and the ssh session carries on.
+//
+// In --stealth closed the unsigned RST is no different: a closed port does
+// not answer a RST either, so the table leaves it to the listener.
 func TestSpoofedRST(t *testing.T) {
+	for _, mode := range []string{"filtered", "closed"} {
+		t.Run(mode, func(t *testing.T) { testSpoofedRST(t, mode) })
+	}
+}
+
+func testSpoofedRST(t *testing.T, mode string) {
 	l := newLab(t)
-	targets := l.attackSetup(t)
+	targets := l.attackSetup(t, "--stealth", mode)
 	for _, tg := range targets {
 		before := l.server.ns.MD5Counters(t)
 		capt := l.server.ns.StartCapture(t, l.server.ifc, tg.port)
@@ -113,15 +122,25 @@ func TestSpoofedRST(t *testing.T) {
 // sequence and acknowledgement numbers, spoofing the client. An ordinary
 // connection takes it into the ssh byte stream, which breaks the session;
 // a signed one drops it (TCPMD5NotFound) and the session's data is intact.
+//
+// In --stealth closed the server also answers the forged segment as a
+// closed port would, with an unsigned RST to the spoofed client, which
+// the client's kernel drops (it holds the key): the session carries on.
 func TestInjectedData(t *testing.T) {
+	for _, mode := range []string{"filtered", "closed"} {
+		t.Run(mode, func(t *testing.T) { testInjectedData(t, mode) })
+	}
+}
+
+func testInjectedData(t *testing.T, mode string) {
 	l := newLab(t)
-	targets := l.attackSetup(t)
+	targets := l.attackSetup(t, "--stealth", mode)
 	payload := filepath.Join(l.dir, "payload")
 	if err := os.WriteFile(payload, []byte(strings.Repeat("INJECTED", 8)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tg := range targets {
-		before := l.server.ns.MD5Counters(t)
+		before, clientBefore := l.server.ns.MD5Counters(t), l.client.ns.MD5Counters(t)
 		capt := l.server.ns.StartCapture(t, l.server.ifc, tg.port)
 		l.hping("-P", "-A", "-k", "-a", l.client.a4.String(),
 			"-s", strconv.Itoa(int(tg.c2s.src.Port())), "-p", strconv.Itoa(tg.port),
@@ -136,17 +155,27 @@ func TestInjectedData(t *testing.T) {
 		}
 		st := capt.Stop(t, secret)
 		d := l.server.ns.MD5Counters(t).Sub(before)
-		t.Logf("%s: after 64 injected bytes, echo through the session: %v; server wire: %v; server counters +%+v",
-			tg.name, errOrOK(echoErr), st, d)
+		dc := l.client.ns.MD5Counters(t).Sub(clientBefore)
+		t.Logf("%s: after 64 injected bytes, echo through the session: %v; server wire: %v; server counters +%+v, client counters +%+v",
+			tg.name, errOrOK(echoErr), st, d, dc)
 		if tg.protected {
 			if echoErr != nil {
 				t.Errorf("protected session damaged by the injection: %v; ssh stderr:\n%s", echoErr, tg.sess.stderr.log())
 			}
-			if d.NotFound < 1 {
+			switch {
+			case mode == "filtered" && d.NotFound < 1:
 				t.Errorf("server TCPMD5NotFound +%d, want the injected segment counted", d.NotFound)
+			case mode == "closed" && (d.NotFound != 0 || dc.NotFound < 1):
+				// The table answers the segment before the listener
+				// sees it; the client drops the unsigned answer.
+				t.Errorf("closed mode: server TCPMD5NotFound +%d, client +%d; want 0 (answered, not dropped) and at least 1 (the client dropped the unsigned RST)", d.NotFound, dc.NotFound)
 			}
-			if st.Unsigned != 1 || st.Invalid != 0 || st.Valid != st.Segments-1 || st.Valid == 0 {
-				t.Errorf("protected wire: want 1 unsigned (injected) segment and only valid signatures otherwise, got %v", st)
+			wantUnsigned, wantRSTs := 1, 0 // the injected segment
+			if mode == "closed" {
+				wantUnsigned, wantRSTs = 2, 1 // and the closed-port answer
+			}
+			if st.Unsigned != wantUnsigned || st.RSTs != wantRSTs || st.Invalid != 0 || st.Valid != st.Segments-wantUnsigned || st.Valid == 0 {
+				t.Errorf("protected wire: want %d unsigned segment(s) (%d RST) and only valid signatures otherwise, got %v", wantUnsigned, wantRSTs, st)
 			}
 			// And the stream carries on exactly: a few more lines.
 			for i := range 3 {
