@@ -162,7 +162,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	}
 	h, ok := kr.Lookup(alias, host)
 	if !ok {
-		noKey(stderr, "", alias, host, kr.Path)
+		noKey(stderr, "", alias, host, kr)
 		return 255
 	}
 
@@ -314,21 +314,6 @@ func parseTimeout(s string) (time.Duration, error) {
 		return 0, errors.New("must be positive")
 	}
 	return d, nil
-}
-
-// noKey says that the keyring has no key for the host, and which entry
-// would give it one: the alias when there is one, as Lookup tries it first.
-func noKey(stderr io.Writer, sub, alias, host, path string) {
-	name := host
-	if alias != "" {
-		name = alias
-	}
-	why := ""
-	if sub == "" {
-		why = "; it will not connect unsigned"
-	}
-	errorf(stderr, "%sno key for %s in %s%s", sub, describe(alias, host), path, why)
-	errorf(stderr, "hint: add a [hosts.%s] entry with key_file = \"...\" (or key = \"...\") to the keyring", tomlKey(name))
 }
 
 func describe(alias, host string) string {

@@ -64,6 +64,11 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	if host == "" || port == "" {
 		return usageErr("probe: HOST and PORT must not be empty")
 	}
+	// As for a connection: [fd00::1] is the address fd00::1.
+	host, err := normHost(host)
+	if err != nil {
+		return usageErr("probe: %v", err)
+	}
 	timeout, err := parseTimeout(timeoutStr)
 	if err != nil {
 		return usageErr("probe: -t %s: %v", timeoutStr, err)
@@ -78,7 +83,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	h, ok := kr.Lookup(alias, host)
 	if !ok {
-		noKey(stderr, "probe: ", alias, host, kr.Path)
+		noKey(stderr, "probe: ", alias, host, kr)
 		return 255
 	}
 	r := proxy.Probe(context.Background(), proxy.Options{
