@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 
+	"github.com/sshmd5/sshmd5/internal/cliflag"
 	"github.com/sshmd5/sshmd5/internal/proxy"
 )
 
@@ -32,23 +33,19 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 	var out, alias string
 	flags.StringVar(&out, "o", "", "")
 	flags.StringVar(&alias, "n", "", "")
-	usageErr := func(format string, a ...any) int {
-		errorf(stderr, format, a...)
-		io.WriteString(stderr, "\n"+keygenUsage)
-		return 2
-	}
+	usageErr := usageError(stderr, "keygen")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stderr, keygenUsage)
 			return 0
 		}
-		return usageErr("keygen: %v", err)
+		return usageErr("%s", cliflag.Message(flags, err))
 	}
 	if flags.NArg() != 0 {
-		return usageErr("keygen: unexpected argument %q; name the key file with -o FILE", flags.Arg(0))
+		return usageErr("unexpected argument %q; name the key file with -o FILE", flags.Arg(0))
 	}
 	if out == "" {
-		return usageErr("keygen: pass -o FILE: the key is written to a file (mode 0600), never to the terminal")
+		return usageErr("pass -o FILE: the key is written to a file (mode 0600), never to the terminal")
 	}
 	aliasSet := false
 	flags.Visit(func(f *flag.Flag) { aliasSet = aliasSet || f.Name == "n" })
@@ -56,7 +53,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 		alias = proxy.DefaultAlias(out)
 	}
 	if alias == "" {
-		return usageErr("keygen: -n ALIAS must not be empty")
+		return usageErr("-n ALIAS must not be empty")
 	}
 	snip, err := proxy.Keygen(out, alias)
 	if err != nil {
