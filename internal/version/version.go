@@ -20,19 +20,22 @@ var Version string
 
 // String is the --version line of program prog: its version, then the
 // git revision and whether the tree had uncommitted changes, when the Go
-// toolchain recorded them (go build in a git checkout), and the Go
-// version.
+// toolchain recorded them (go build in a git checkout, unless
+// -buildvcs=false), and the Go version.
 func String(prog string) string {
-	v := Version
-	bi, ok := debug.ReadBuildInfo()
-	if v == "" && ok {
+	bi, _ := debug.ReadBuildInfo()
+	return format(prog, Version, bi, runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)
+}
+
+func format(prog, v string, bi *debug.BuildInfo, goVersion string) string {
+	if v == "" && bi != nil {
 		v = bi.Main.Version
 	}
 	if v == "" {
 		v = "(unknown)"
 	}
 	var extra []string
-	if ok {
+	if bi != nil {
 		var rev, modified string
 		for _, s := range bi.Settings {
 			switch s.Key {
@@ -43,13 +46,12 @@ func String(prog string) string {
 			}
 		}
 		if rev != "" {
-			r := "revision " + rev
+			extra = append(extra, "revision "+rev)
 			if modified == "true" {
-				r += " (modified)"
+				extra = append(extra, "modified")
 			}
-			extra = append(extra, r)
 		}
 	}
-	extra = append(extra, runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)
+	extra = append(extra, goVersion)
 	return prog + " " + v + " (" + strings.Join(extra, ", ") + ")\n"
 }
