@@ -94,7 +94,9 @@ func nearest(name string, hosts []keyring.Host) string {
 			if c == "" || len(c) > maxLen || isAddrName(c) || strings.ContainsAny(c, "*?[") {
 				continue
 			}
-			if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d > 0 && d < bestD {
+			// Distance 0 is a name that differs only in case, which the
+			// exact lookup does not forgive.
+			if d := editDistance(strings.ToLower(name), strings.ToLower(c)); c != name && d < bestD {
 				best, bestD = h.Name, d
 			}
 		}
