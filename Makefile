@@ -1,6 +1,7 @@
 # sshmd5: build, install and uninstall (README "Install").
 #
 #   make                        build bin/ssh-md5-proxy and bin/sshd-md5-socket
+#                               (--version: scripts/version, or VERSION=...)
 #   sudo make install           install under PREFIX (default /usr/local)
 #   make install DESTDIR=/tmp/root PREFIX=/usr    stage for a package
 #   sudo make uninstall         remove what install put (same PREFIX etc.)
@@ -37,18 +38,29 @@ OUT = bin
 # The go command; /usr/local/go/bin/go when it is not on PATH (sudo).
 GO = $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 
+# The version the programs report (--version): scripts/version, as
+# packaging/build-deb uses it. Set VERSION=... to override; empty (no git),
+# they report the Go module's build info instead.
+VERSION := $(shell scripts/version 2>/dev/null)
+LDFLAGS = -X github.com/sshmd5/sshmd5/internal/version.Version=$(VERSION)
+
 GOFILES := $(shell find cmd internal -name '*.go' -not -name '*_test.go') go.mod go.sum
 UNITS := $(wildcard contrib/systemd/*.service)
 MANPAGES := man/ssh-md5-proxy.1 man/sshd-md5-socket.8
 
-.PHONY: all build install uninstall man test clean
+.PHONY: all build install uninstall man test clean FORCE
 
 all: build
 
 build: $(OUT)/ssh-md5-proxy $(OUT)/sshd-md5-socket
 
-$(OUT)/ssh-md5-proxy $(OUT)/sshd-md5-socket: $(GOFILES)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./cmd/$(@F)
+$(OUT)/ssh-md5-proxy $(OUT)/sshd-md5-socket: $(GOFILES) $(OUT)/.version
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$(@F)
+
+# Rewritten when the version changes, so that a new commit rebuilds the
+# binaries even when no Go file changed.
+$(OUT)/.version: FORCE
+	@mkdir -p $(OUT); [ "$$(cat $@ 2>/dev/null)" = '$(VERSION)' ] || echo '$(VERSION)' > $@
 
 install: build
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(SBINDIR)' \
@@ -81,4 +93,4 @@ test:
 	scripts/test
 
 clean:
-	rm -f $(OUT)/ssh-md5-proxy $(OUT)/sshd-md5-socket
+	rm -f $(OUT)/ssh-md5-proxy $(OUT)/sshd-md5-socket $(OUT)/.version

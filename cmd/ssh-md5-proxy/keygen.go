@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 
+	"github.com/sshmd5/sshmd5/internal/cliflag"
 	"github.com/sshmd5/sshmd5/internal/proxy"
 )
 
@@ -13,11 +14,14 @@ const keygenUsage = `Usage: ssh-md5-proxy keygen -o FILE [-n ALIAS]
 Write a new random TCP-MD5 key (256 bits as 43 base64url characters) to
 FILE with mode 0600, refusing to overwrite an existing file, and print the
 keyring entries that use it: [hosts.ALIAS] for the client, [peers] catch-alls
-for the server. The key itself is never printed.
+for the server, which reads its copy from /etc/ssh/md5/. The key itself is
+never printed.
 
-    -o FILE    The key file to create (required: keys are not printed).
+    -o FILE    The key file to create (required: keys are not printed);
+               its folder must exist.
     -n ALIAS   The client's [hosts] entry name (ssh's Host alias).
-               Default: NAME.
+               Default: FILE's name less its extension (myserver for
+               -o md5/myserver.key).
     -h         Print this help.
 
 Exit status: 0 on success, 2 on a usage error, 255 on any other error.
@@ -28,27 +32,28 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 	flags.SetOutput(io.Discard)
 	var out, alias string
 	flags.StringVar(&out, "o", "", "")
-	flags.StringVar(&alias, "n", "NAME", "")
-	usageErr := func(format string, a ...any) int {
-		errorf(stderr, format, a...)
-		io.WriteString(stderr, "\n"+keygenUsage)
-		return 2
-	}
+	flags.StringVar(&alias, "n", "", "")
+	usageErr := usageError(stderr, "keygen")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stderr, keygenUsage)
 			return 0
 		}
-		return usageErr("keygen: %v", err)
+		return usageErr("%s", cliflag.Message(flags, err))
 	}
 	if flags.NArg() != 0 {
-		return usageErr("keygen: unexpected argument %q; name the key file with -o FILE", flags.Arg(0))
+		return usageErr("unexpected argument %q; name the key file with -o FILE", flags.Arg(0))
 	}
 	if out == "" {
-		return usageErr("keygen: pass -o FILE: the key is written to a file (mode 0600), never to the terminal")
+		return usageErr("pass -o FILE: the key is written to a file (mode 0600), never to the terminal")
+	}
+	aliasSet := false
+	flags.Visit(func(f *flag.Flag) { aliasSet = aliasSet || f.Name == "n" })
+	if !aliasSet {
+		alias = proxy.DefaultAlias(out)
 	}
 	if alias == "" {
-		return usageErr("keygen: -n ALIAS must not be empty")
+		return usageErr("-n ALIAS must not be empty")
 	}
 	snip, err := proxy.Keygen(out, alias)
 	if err != nil {

@@ -18,47 +18,33 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sshmd5/sshmd5/internal/cliflag"
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/nodump"
 	"github.com/sshmd5/sshmd5/internal/proxy"
+	"github.com/sshmd5/sshmd5/internal/version"
 )
 
-const usage = `Usage: ssh-md5-proxy [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-4|-6] [--fdpass] HOST PORT
+const usage = `Usage: ssh-md5-proxy [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-4|-6] [--fdpass]
+                     HOST PORT
        ssh-md5-proxy --has-key [-k KEYRING] [-n ALIAS] HOST
        ssh-md5-proxy keygen -o FILE [-n ALIAS]
-       ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-u TIMEOUT] [--json] HOST [PORT]
+       ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEOUT] ... HOST [PORT]
+       ssh-md5-proxy --version
 
 Connect to HOST port PORT signing every segment with TCP-MD5 (RFC 2385),
-for use as an OpenSSH ProxyCommand. It never connects unsigned.
---has-key exits 0 if the proxy would find a key for ALIAS and HOST (ssh's
-%n and %h), 1 if not (or if there is no keyring at the default place),
-silently. On any other problem (a keyring that does not load, a usage
-error) it says so and exits 0, so that ssh runs the proxy, which fails
-closed, rather than dialling unsigned itself.
-keygen writes a new random key to FILE (mode 0600, never overwritten) and
-prints the keyring entries for both sides. probe checks a server: a signed
-connection gets its SSH host key, an unsigned one no answer (see "probe -h").
+as an OpenSSH ProxyCommand. It never connects unsigned. keygen writes a
+new key, probe checks a server: see "keygen -h", "probe -h", and the man
+page ssh-md5-proxy(1).
 
-Options:
-    -k KEYRING    Keyring file with the [hosts] keys. Default: $SSH_MD5_KEYRING,
-                  else ~/.ssh/md5-keyring.toml.
-    -n ALIAS      Look the key up by this alias (ssh's %n) before HOST.
-    -t TIMEOUT    Give up resolving and connecting after TIMEOUT, a Go
-                  duration ("10s", "1m") or seconds. Default: 10s.
-    -4, -6        Use only IPv4 or only IPv6 addresses.
-    --fdpass      Pass the connected socket to ssh and exit
-                  (needs ProxyUseFdpass yes).
-    -o FILE       keygen: the new key file.
-    -h            Print this help.
-
-Example ~/.ssh/config, per host or for every host with a key:
-
-    Host bastion
-        HostName bastion.example.net
-        ProxyCommand ssh-md5-proxy -n %n %h %p
-    Match exec "ssh-md5-proxy --has-key -n %n %h"
-        ProxyCommand ssh-md5-proxy --fdpass -n %n %h %p
-        ProxyUseFdpass yes
+    -k KEYRING  Default: $SSH_MD5_KEYRING, else ~/.ssh/md5-keyring.toml.
+    -n ALIAS    Look the key up by this alias (ssh's %n) before HOST.
+    -t TIMEOUT  Resolve and connect within TIMEOUT ("10s", "1m" or seconds).
+    -4, -6      Use only IPv4 or only IPv6 addresses.
+    --fdpass    Pass the connected socket to ssh (with ProxyUseFdpass yes).
+    --has-key   Exit 0 if there is a key for ALIAS and HOST, 1 if not, and 0
+                on any error, so that ssh runs the proxy, which fails closed.
+    --version   Print the version.     -h  Print this help.
 
 Exit status: 0 on success, 2 on a usage error, 255 on any other error
 (--has-key: 0 key found or any error, 1 no key).
@@ -78,6 +64,20 @@ func errorf(stderr io.Writer, format string, args ...any) {
 	fmt.Fprintf(stderr, "ssh-md5-proxy: "+format+"\n", args...)
 }
 
+// usageError returns the usage error reporter of subcommand sub ("" for
+// none): one line that points to the subcommand's -h, exit status 2. The
+// usage text itself would bury the message.
+func usageError(stderr io.Writer, sub string) func(format string, a ...any) int {
+	cmd := "ssh-md5-proxy"
+	if sub != "" {
+		cmd += " " + sub
+	}
+	return func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "%s: %s; see %s -h\n", cmd, fmt.Sprintf(format, a...), cmd)
+		return 2
+	}
+}
+
 // run is Main with its inputs explicit.
 func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	if len(args) > 0 {
@@ -93,6 +93,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	var (
 		keyringPath, alias, timeoutStr string
 		only4, only6, fdpass, hasKey   bool
+		showVersion                    bool
 	)
 	flags.StringVar(&keyringPath, "k", "", "")
 	flags.StringVar(&alias, "n", "", "")
@@ -101,21 +102,22 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	flags.BoolVar(&only6, "6", false, "")
 	flags.BoolVar(&fdpass, "fdpass", false, "")
 	flags.BoolVar(&hasKey, "has-key", false, "")
-	usageErr := func(format string, a ...any) int {
-		errorf(stderr, format, a...)
-		io.WriteString(stderr, "\n"+usage)
-		return 2
-	}
+	flags.BoolVar(&showVersion, "version", false, "")
+	usageErr := usageError(stderr, "")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stderr, usage)
 			return 0
 		}
 		if slices.Contains(args, "--has-key") || slices.Contains(args, "-has-key") {
-			usageErr("%v", err)
+			usageErr("%s", cliflag.Message(flags, err))
 			return hasKeyMatch(stderr, "a usage error")
 		}
-		return usageErr("%v", err)
+		return usageErr("%s", cliflag.Message(flags, err))
+	}
+	if showVersion {
+		io.WriteString(stdout, version.String("ssh-md5-proxy"))
+		return 0
 	}
 	if hasKey {
 		return runHasKey(flags.Args(), keyringPath, alias, stderr)
@@ -162,7 +164,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	}
 	h, ok := kr.Lookup(alias, host)
 	if !ok {
-		noKey(stderr, "", alias, host, kr.Path)
+		noKey(stderr, "", alias, host, kr)
 		return 255
 	}
 
@@ -314,21 +316,6 @@ func parseTimeout(s string) (time.Duration, error) {
 		return 0, errors.New("must be positive")
 	}
 	return d, nil
-}
-
-// noKey says that the keyring has no key for the host, and which entry
-// would give it one: the alias when there is one, as Lookup tries it first.
-func noKey(stderr io.Writer, sub, alias, host, path string) {
-	name := host
-	if alias != "" {
-		name = alias
-	}
-	why := ""
-	if sub == "" {
-		why = "; it will not connect unsigned"
-	}
-	errorf(stderr, "%sno key for %s in %s%s", sub, describe(alias, host), path, why)
-	errorf(stderr, "hint: add a [hosts.%s] entry with key_file = \"...\" (or key = \"...\") to the keyring", tomlKey(name))
 }
 
 func describe(alias, host string) string {

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"io"
 
+	"github.com/sshmd5/sshmd5/internal/cliflag"
 	"github.com/sshmd5/sshmd5/internal/proxy"
 )
 
-const probeUsage = `Usage: ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-u TIMEOUT] [--json] HOST [PORT]
+const probeUsage = `Usage: ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-u TIMEOUT]
+                           [--json] HOST [PORT]
 
 Check a TCP-MD5 SSH server: connect signed with the keyring's key for HOST
 (time to connect, SSH banner, host key fingerprint; it stops before any
@@ -43,35 +45,36 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	flags.StringVar(&timeoutStr, "t", "10s", "")
 	flags.StringVar(&unsignedStr, "u", "3s", "")
 	flags.BoolVar(&asJSON, "json", false, "")
-	usageErr := func(format string, a ...any) int {
-		errorf(stderr, format, a...)
-		io.WriteString(stderr, "\n"+probeUsage)
-		return 2
-	}
+	usageErr := usageError(stderr, "probe")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stderr, probeUsage)
 			return 0
 		}
-		return usageErr("probe: %v", err)
+		return usageErr("%s", cliflag.Message(flags, err))
 	}
 	if flags.NArg() < 1 || flags.NArg() > 2 {
-		return usageErr("probe: want HOST [PORT], got %d argument(s)", flags.NArg())
+		return usageErr("want HOST [PORT], got %d argument(s)", flags.NArg())
 	}
 	host, port := flags.Arg(0), "22"
 	if flags.NArg() == 2 {
 		port = flags.Arg(1)
 	}
 	if host == "" || port == "" {
-		return usageErr("probe: HOST and PORT must not be empty")
+		return usageErr("HOST and PORT must not be empty")
+	}
+	// As for a connection: [fd00::1] is the address fd00::1.
+	host, err := normHost(host)
+	if err != nil {
+		return usageErr("%v", err)
 	}
 	timeout, err := parseTimeout(timeoutStr)
 	if err != nil {
-		return usageErr("probe: -t %s: %v", timeoutStr, err)
+		return usageErr("-t %s: %v", timeoutStr, err)
 	}
 	unsigned, err := parseTimeout(unsignedStr)
 	if err != nil {
-		return usageErr("probe: -u %s: %v", unsignedStr, err)
+		return usageErr("-u %s: %v", unsignedStr, err)
 	}
 	kr, code := loadKeyring(keyringPath, stderr)
 	if kr == nil {
@@ -79,7 +82,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	h, ok := kr.Lookup(alias, host)
 	if !ok {
-		noKey(stderr, "probe: ", alias, host, kr.Path)
+		noKey(stderr, "probe: ", alias, host, kr)
 		return 255
 	}
 	r := proxy.Probe(context.Background(), proxy.Options{

@@ -12,11 +12,13 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sshmd5/sshmd5/internal/cliflag"
 	"github.com/sshmd5/sshmd5/internal/inspect"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/nodump"
 	"github.com/sshmd5/sshmd5/internal/shim"
 	"github.com/sshmd5/sshmd5/internal/stealth"
+	"github.com/sshmd5/sshmd5/internal/version"
 )
 
 const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|listener]
@@ -24,60 +26,59 @@ const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|li
                        [--per-source-max-startups N] [--knocks=false]
                        [--stealth filtered|closed|auto] [-- COMMAND ARGS...]
        sshd-md5-socket check [-k KEYRING] [-l ADDR]... [--stealth MODE]
-       sshd-md5-socket status [--json]
+       sshd-md5-socket status [--json]  |  sshd-md5-socket --version
 
 Put the TCP-MD5 (RFC 2385) keys of KEYRING's [peers] on sshd's listening
-sockets, so that only peers signing with their key can connect.
+sockets before listen(): only peers signing with their key connect. A
+keyring that does not load, or leaves a peer family uncovered, opens
+nothing. check and status have their own -h; see sshd-md5-socket(8).
 
--l opens each address with the keys on before listen(); a keyring that
-does not load opens nothing. Under systemd the keyed sockets go to its fd
-store and come back, keyed, after a restart or a crash. Sockets of a
-.socket unit (LISTEN_FDS) are keyed at start; what queued before is closed.
-Each listener gets one key per [peers] prefix, and is refused if any peer
-family it takes (IPv4, IPv6, both for [::]) has no catch-all key.
-
-  -k KEYRING     keyring (default $CREDENTIALS_DIRECTORY/md5-keyring.toml
-                 under systemd, else /etc/ssh/md5-keyring.toml)
-  -l ADDR        listen on ADDR, e.g. -l [::]:22 (IPv4 and IPv6) or
-                 -l 0.0.0.0:22; repeatable
-  --mode inetd   (default) accept here and run COMMAND per connection with
-                 it as stdin/stdout (default COMMAND: /usr/sbin/sshd -i).
-                 Works with any OpenSSH; each connection's key is checked;
-                 SIGHUP rereads the keyring and rekeys the sockets, a bad
-                 keyring keeps the old keys; SIGTERM stops accepting and
-                 leaves sessions running.
-  --mode listener  key, then exec COMMAND (default /usr/sbin/sshd -D) with
-                 the sockets as LISTEN_FDS; needs an sshd that takes systemd
-                 sockets (Debian 12+, Ubuntu 22.10+). Never SIGHUP that
-                 sshd: it drops the keyed sockets and binds unkeyed ones.
-                 Restart instead.
-  --max-conns N  inetd mode: at most N concurrent connections (default 100);
-                 more are closed and logged
-  --max-startups START:RATE:FULL
-                 inetd mode, as sshd's MaxStartups: past START connections
-                 not yet authenticated, close a new one with probability
-                 RATE% rising to 100% at FULL (default 10:30:60; N alone
-                 means N:100:N). Authenticated sessions do not count
-  --per-source-max-startups N
-                 inetd mode: at most N connections not yet authenticated
-                 per IPv4 address or IPv6 /64 (default 8)
-  --knocks=false inetd mode: do not log the peers whose segments the kernel
-                 drops for a wrong key or none (see KNOCKS in the man page)
-  --stealth MODE how unsigned segments are answered: filtered (default):
-                 not at all, so scans say "filtered"; closed: exactly as
-                 this host answers a closed port (nftables table inet
-                 sshd_md5_socket, at most 1000 answers/s, one port for all
-                 listeners); auto: closed if nftables can be used
-  -h             show this help
-
-check: print what KEYRING would install per -l ADDR (default [::]:22),
-the stealth mode in force, and why the shim would refuse; status: drop counters and the key prefixes of
-each running listener here (--json), and why the last start failed. Both
-warn while ssh.service or ssh.socket is not masked. Neither prints keys.
-Exit 1: check would refuse; status found a listener that takes unsigned
-peers, keys it cannot read, or no listener.
-
+  -k KEYRING     default /etc/ssh/md5-keyring.toml (systemd: credential)
+  -l ADDR        repeatable: [::]:22 or :22 (IPv4 and IPv6), 0.0.0.0:22
+  --mode inetd   (default) run COMMAND (sshd -i) per connection; SIGHUP
+                 rereads the keyring, a bad one keeps the old keys
+  --mode listener  exec COMMAND (sshd -D) with the sockets; never SIGHUP it
+  --max-conns N  inetd: at most N connections (default 100)
+  --max-startups, --per-source-max-startups  inetd: not yet authenticated
+                 ones, as sshd's MaxStartups (10:30:60), per IP or /64 (8)
+  --knocks=false inetd: do not log who knocks with a wrong key or none
+  --stealth MODE filtered (default: no answer), closed (a closed port's), auto
+  --version      print the version    -h  show this help
 Exit status: 0 after SIGTERM, 1 on errors, 2 on usage errors.
+`
+
+const checkUsage = `usage: sshd-md5-socket check [-k KEYRING] [-l ADDR]... [--stealth MODE]
+
+Print what KEYRING would install on each -l ADDR (default [::]:22): its
+prefixes, their families and key sources, never a key; every reason the
+shim would refuse to serve it; the stealth mode in force and what
+--stealth MODE would do; and the host's limits (net.core.optmem_max,
+net.ipv6.bindv6only). Warns while ssh.service or ssh.socket is not masked.
+Opens no socket.
+
+  -k KEYRING   the keyring, default as for sshd-md5-socket
+  -l ADDR      a listen address, as for sshd-md5-socket; repeatable
+  --stealth MODE  the mode to check, as for sshd-md5-socket
+  -h           show this help
+
+Exit status: 0 if the shim would start, 1 if it would refuse (or the
+keyring does not load), 2 on a usage error.
+`
+
+const statusUsage = `usage: sshd-md5-socket status [--json]
+
+Print the kernel's TCP-MD5 drop counters; for each listening socket that
+a process named sshd-md5-socket or sshd holds in this network namespace,
+the prefixes of its keys as the kernel reports them (never a key); and why
+the last start under systemd failed. Reading another process's sockets
+needs root. Warns while ssh.service or ssh.socket is not masked.
+
+  --json       print the result as JSON
+  -h           show this help
+
+Exit status: 0 if every listener is keyed for every peer family it takes;
+1 if one takes unsigned peers, its keys cannot be read, or there is no
+listener; 2 on a usage error.
 `
 
 // hup subscribes to SIGHUP before main runs: by default a SIGHUP kills a
@@ -117,21 +118,23 @@ func run(args []string, stderr *os.File) int {
 	fs.IntVar(&cfg.PerSourceMaxStartups, "per-source-max-startups", shim.DefaultPerSourceMaxStartups, "")
 	knocks := fs.Bool("knocks", true, "")
 	fs.StringVar(&cfg.Stealth, "stealth", string(stealth.DefaultMode), "")
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
 			return 0
 		}
-		fmt.Fprintf(stderr, "sshd-md5-socket: %v\n%s", err, usage)
-		return 2
+		return usageError(stderr, "", "%s", cliflag.Message(fs, err))
+	}
+	if *showVersion {
+		fmt.Fprint(os.Stdout, version.String("sshd-md5-socket"))
+		return 0
 	}
 	if cfg.MaxConns < 1 {
-		fmt.Fprintf(stderr, "sshd-md5-socket: --max-conns %d: must be at least 1\n%s", cfg.MaxConns, usage)
-		return 2
+		return usageError(stderr, "", "--max-conns %d: must be at least 1", cfg.MaxConns)
 	}
 	if cfg.PerSourceMaxStartups < 1 {
-		fmt.Fprintf(stderr, "sshd-md5-socket: --per-source-max-startups %d: must be at least 1\n%s", cfg.PerSourceMaxStartups, usage)
-		return 2
+		return usageError(stderr, "", "--per-source-max-startups %d: must be at least 1", cfg.PerSourceMaxStartups)
 	}
 	cfg.NoKnocks = !*knocks
 	cfg.Command = fs.Args()
@@ -146,12 +149,23 @@ func run(args []string, stderr *os.File) int {
 	case err == nil:
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "sshd-md5-socket: %v\n%s", err, usage)
-		return 2
+		return usageError(stderr, "", "%v", err)
 	default:
 		fmt.Fprintf(stderr, "sshd-md5-socket: %v\n", err)
 		return 1
 	}
+}
+
+// usageError reports a usage error of subcommand sub ("" for none) on one
+// line that points to its -h, and returns 2: the usage text itself would
+// bury the message.
+func usageError(stderr io.Writer, sub, format string, a ...any) int {
+	cmd := "sshd-md5-socket"
+	if sub != "" {
+		cmd += " " + sub
+	}
+	fmt.Fprintf(stderr, "%s: %s; see %s -h\n", cmd, fmt.Sprintf(format, a...), cmd)
+	return 2
 }
 
 // runInspect runs the check and status subcommands.
@@ -173,26 +187,26 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, usage)
+			if cmd == "check" {
+				fmt.Fprint(stderr, checkUsage)
+			} else {
+				fmt.Fprint(stderr, statusUsage)
+			}
 			return 0
 		}
-		fmt.Fprintf(stderr, "sshd-md5-socket %s: %v\n%s", cmd, err, usage)
-		return 2
+		return usageError(stderr, cmd, "%s", cliflag.Message(fs, err))
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sshd-md5-socket %s: unexpected argument %q\n%s", cmd, fs.Arg(0), usage)
-		return 2
+		return usageError(stderr, cmd, "unexpected argument %q", fs.Arg(0))
 	}
 	var err error
 	if cmd == "check" {
 		if _, lerr := listenaddr.Parse(listen); lerr != nil {
-			fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", lerr, usage)
-			return 2
+			return usageError(stderr, cmd, "%v", lerr)
 		}
 		sm, serr := stealth.ParseMode(mode)
 		if serr != nil {
-			fmt.Fprintf(stderr, "sshd-md5-socket check: %v\n%s", serr, usage)
-			return 2
+			return usageError(stderr, cmd, "%v", serr)
 		}
 		err = inspect.Check(stdout, kr, listen)
 		if serr := inspect.CheckStealth(stdout, sm, listen); serr != nil {

@@ -25,6 +25,7 @@ func TestNetnsScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits": testnet.ScriptExits,
 			// waitlisten PORT waits (up to 10s) until a TCP socket listens
 			// on PORT in $NS.
 			"waitlisten": func(ts *testscript.TestScript, neg bool, args []string) {

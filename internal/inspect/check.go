@@ -98,7 +98,7 @@ func Check(w io.Writer, path string, listen []string) error {
 				n6++
 			}
 		}
-		fmt.Fprintf(w, "listener %s (%s peers): %d keys", listen[i], s.Families(), len(apply))
+		fmt.Fprintf(w, "listener %s (%s peers): %d keys", addrs[i], s.Families(), len(apply))
 		var counts, cover []string
 		if s.Takes4 {
 			counts = append(counts, fmt.Sprintf("IPv4 %d", n4))
@@ -125,7 +125,7 @@ func Check(w io.Writer, path string, listen []string) error {
 		}
 		fmt.Fprintln(w, strings.Join(cover, "\n"))
 		if len(uncovered) > 0 {
-			problems = append(problems, fmt.Sprintf("listener %s: %v", listen[i], s.Uncovered(keys)))
+			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], s.Uncovered(keys)))
 		}
 		mem := len(apply) * KeyMemEstimate
 		switch {
@@ -133,7 +133,7 @@ func Check(w io.Writer, path string, listen []string) error {
 			fmt.Fprintf(w, "    key memory: about %d bytes; net.core.optmem_max unknown (%v)\n", mem, optErr)
 		case mem > optmem:
 			fmt.Fprintf(w, "    key memory: about %d bytes > net.core.optmem_max %d: TOO SMALL\n", mem, optmem)
-			problems = append(problems, fmt.Sprintf("listener %s: %d keys need about %d bytes of net.core.optmem_max (%d); raise it, e.g. sysctl -w net.core.optmem_max=%d", listen[i], len(apply), mem, optmem, roundUp(2*mem)))
+			problems = append(problems, fmt.Sprintf("listener %s: %d keys need about %d bytes of net.core.optmem_max (%d); raise it, e.g. sysctl -w net.core.optmem_max=%d", addrs[i], len(apply), mem, optmem, roundUp(2*mem)))
 		default:
 			fmt.Fprintf(w, "    key memory: about %d bytes of net.core.optmem_max %d: ok\n", mem, optmem)
 		}

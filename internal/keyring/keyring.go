@@ -224,7 +224,7 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 	// Before the decoder, whose memory grows with the square of the
 	// nesting: a small hostile file could otherwise take gigabytes.
 	if err := checkShape(data); err != nil {
-		return nil, p.shapeError(err)
+		return nil, p.shapeError(data, err)
 	}
 	// A generic decode never fails on types, so every type error below
 	// is ours, with a line and the keyring's words instead of Go's.
@@ -505,6 +505,9 @@ hints:
 				break hints
 			}
 		}
+	}
+	if q := quoteHint(data, line); q != "" {
+		hint = "a table name holds an address or dotted name without quotes; " + q
 	}
 	where := ""
 	if pe.Position.Col > 0 {

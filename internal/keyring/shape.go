@@ -171,6 +171,10 @@ func skipString(data []byte, i, line int) (int, int) {
 	return len(data), line
 }
 
-func (p *parser) shapeError(e *shapeError) error {
+func (p *parser) shapeError(data []byte, e *shapeError) error {
+	// [peers.10.0.0.1] is five levels deep to TOML: say what was meant.
+	if q := quoteHint(data, e.line); q != "" {
+		return p.errorf(e.line, "", "a table name holds an address or dotted name without quotes, which TOML reads as nested tables; %s", q)
+	}
 	return p.errorf(e.line, "", "%s (a bound that keeps a hostile keyring from making the TOML decoder use gigabytes of memory)", e.what)
 }

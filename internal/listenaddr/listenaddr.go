@@ -4,8 +4,11 @@
 package listenaddr
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -28,11 +31,13 @@ type Addr struct {
 // String is the address in the form Go listens on.
 func (a Addr) String() string { return a.AddrPort.String() }
 
-// One reads a single -l address.
+// One reads a single -l address: IP:PORT, [IPv6]:PORT, or :PORT and PORT
+// alone for every address of both families ([::]:PORT, one dual-stack
+// socket), as sshd's ListenAddress and most servers take them.
 func One(arg string) (Addr, error) {
-	ap, err := netip.ParseAddrPort(arg)
+	ap, err := parseAddrPort(arg)
 	if err != nil {
-		return Addr{}, fmt.Errorf("-l %q: want IP:PORT or [IPv6]:PORT, e.g. 0.0.0.0:22 or [::]:22 (%v)", arg, err)
+		return Addr{}, fmt.Errorf("-l %q: %v", arg, err)
 	}
 	ip := ap.Addr().Unmap()
 	switch {
@@ -103,3 +108,79 @@ func overlap(a, b Addr) string {
 	}
 	return ""
 }
+
+const forms = "want IP:PORT, [IPv6]:PORT or :PORT, e.g. 0.0.0.0:22, [::1]:22 or :22 (every address, IPv4 and IPv6)"
+
+// parseAddrPort reads arg in one of the forms One takes. Its errors say
+// which form was meant and how to write it, never netip's internals.
+func parseAddrPort(arg string) (netip.AddrPort, error) {
+	if arg == "" {
+		return netip.AddrPort{}, errors.New("empty; " + forms)
+	}
+	if strings.Contains(arg, "%") {
+		return netip.AddrPort{}, errors.New("zoned addresses are not supported")
+	}
+	if port, ok := strings.CutPrefix(arg, ":"); ok && !strings.Contains(port, ":") {
+		p, err := parsePort(port)
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), p), err
+	}
+	if isDigits(arg) {
+		p, err := parsePort(arg)
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), p), err
+	}
+	// An address with no port: say where the port goes.
+	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(arg, "["), "]")); err == nil {
+		if a.Is6() {
+			return netip.AddrPort{}, fmt.Errorf("no port; write [%s]:22 (brackets around an IPv6 address, then the port)", a)
+		}
+		return netip.AddrPort{}, fmt.Errorf("no port; write %s:22", a)
+	}
+	host, port, ok := cutPort(arg)
+	if !ok {
+		return netip.AddrPort{}, errors.New("not an address and port; " + forms)
+	}
+	p, err := parsePort(port)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if h, ok := strings.CutPrefix(host, "["); ok {
+		h, ok = strings.CutSuffix(h, "]")
+		a, err := netip.ParseAddr(h)
+		if !ok || err != nil || !a.Is6() {
+			return netip.AddrPort{}, fmt.Errorf("brackets hold an IPv6 address; %s", forms)
+		}
+		return netip.AddrPortFrom(a, p), nil
+	}
+	a, err := netip.ParseAddr(host)
+	switch {
+	case err == nil && a.Is6():
+		return netip.AddrPort{}, fmt.Errorf("put brackets around an IPv6 address: [%s]:%d", a, p)
+	case err == nil:
+		return netip.AddrPortFrom(a, p), nil
+	default:
+		// A name would need resolving, and could change under the keys.
+		return netip.AddrPort{}, fmt.Errorf("not an IP address (host names are not resolved); %s", forms)
+	}
+}
+
+// cutPort splits at the last colon, as in HOST:PORT.
+func cutPort(s string) (host, port string, ok bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+func parsePort(s string) (uint16, error) {
+	if !isDigits(s) {
+		return 0, fmt.Errorf("port %q is not a number from 1 to 65535; %s", s, forms)
+	}
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("port %s is not a number from 1 to 65535", s)
+	}
+	return uint16(n), nil
+}
+
+func isDigits(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }

@@ -15,6 +15,8 @@ func TestOne(t *testing.T) {
 		{"[::]:22", "tcp", true, true},
 		{"[::1]:22", "tcp6", false, true},
 		{"[::ffff:10.0.0.1]:22", "tcp4", true, false},
+		{":2222", "tcp", true, true},
+		{"2222", "tcp", true, true},
 	} {
 		a, err := One(c.addr)
 		if err != nil {
@@ -39,7 +41,7 @@ func TestParseOverlap(t *testing.T) {
 		{[]string{"0.0.0.0:22", "[::]:22"}, `-l "0.0.0.0:22" and -l "[::]:22": [::]:22 is one dual-stack socket that takes IPv4 and IPv6 peers on port 22, IPv4 0.0.0.0 included; drop -l "0.0.0.0:22"`},
 		{[]string{"[::]:22", "[fd00::1]:22"}, `takes IPv4 and IPv6 peers on port 22, IPv6 fd00::1 included`},
 		{[]string{"10.0.0.1:22", "0.0.0.0:22"}, `0.0.0.0:22 takes every IPv4 address on port 22, 10.0.0.1 included`},
-		{[]string{"10.0.0.1:22", "localhost:22"}, `-l "localhost:22": want IP:PORT`},
+		{[]string{"10.0.0.1:22", "localhost:22"}, `-l "localhost:22": not an IP address`},
 	} {
 		_, err := Parse(c.args)
 		switch {
@@ -47,6 +49,35 @@ func TestParseOverlap(t *testing.T) {
 			t.Errorf("%q: %v, want accepted", c.args, err)
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%q: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}
+
+// TestOneErrors: each malformed form gets an error that says how to
+// write it, and none shows netip's wording ("ParseAddr", "unexpected").
+func TestOneErrors(t *testing.T) {
+	for _, c := range []struct{ arg, want string }{
+		{"fd00:200::1", `-l "fd00:200::1": no port; write [fd00:200::1]:22`},
+		{"[fd00:200::1]", `no port; write [fd00:200::1]:22`},
+		{"127.0.0.1", `-l "127.0.0.1": no port; write 127.0.0.1:22`},
+		{"fd00::1:22", `no port; write [fd00::1:22]:22`},
+		{"localhost:22", `not an IP address (host names are not resolved); want IP:PORT`},
+		{"[10.0.0.1]:22", `brackets hold an IPv6 address`},
+		{":0", `port 0 would pick a random port`},
+		{"70000", `port 70000 is not a number from 1 to 65535`},
+		{":ssh", `port "ssh" is not a number from 1 to 65535`},
+		{"", `empty; want IP:PORT`},
+		{"[fe80::1%eth0]:22", `zoned addresses are not supported`},
+		{"fe80::1%eth0:22", `zoned addresses are not supported`},
+		{"[::1]:", `port "" is not a number`},
+	} {
+		_, err := One(c.arg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error with %q", c.arg, err, c.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "ParseAddr") || strings.Contains(err.Error(), "unexpected character") {
+			t.Errorf("%q: %v shows netip's internals", c.arg, err)
 		}
 	}
 }

@@ -6,6 +6,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode/utf8"
+)
+
+// One screen, a terminal's default size: a -h text that scrolls off it
+// hides the usage line, the one a reader needs first.
+const (
+	ScreenLines   = 24
+	ScreenColumns = 80
 )
 
 // Usage is one usage text of a command, as printed by -h.
@@ -50,7 +58,9 @@ func Review(root string, p Page, prog string, usages []Usage) []string {
 //   - every subcommand in a synopsis has a subsection under COMMANDS and
 //     is in SYNOPSIS;
 //   - EXIT STATUS documents exactly the statuses the usage texts' "Exit
-//     status:" lines name.
+//     status:" lines name;
+//   - every usage text fits one screen: ScreenLines lines of at most
+//     ScreenColumns columns, the rest being the man page's.
 func Problems(page, prog string, src []byte, usages []Usage) []string {
 	var probs []string
 	add := func(format string, a ...any) {
@@ -66,6 +76,14 @@ func Problems(page, prog string, src []byte, usages []Usage) []string {
 	}
 	var want []int
 	for _, u := range usages {
+		if n := strings.Count(strings.TrimSuffix(u.Text, "\n"), "\n") + 1; n > ScreenLines {
+			add("the usage text of %q is %d lines, more than one screen (%d): keep the -h text short and leave the detail to the man page", u.Name, n, ScreenLines)
+		}
+		for i, l := range strings.Split(u.Text, "\n") {
+			if w := utf8.RuneCountInString(l); w > ScreenColumns {
+				add("line %d of the usage text of %q is %d columns, more than %d: wrap it", i+1, u.Name, w, ScreenColumns)
+			}
+		}
 		where, whereName := options+commands, "OPTIONS or COMMANDS"
 		if u.Sub != "" {
 			where = Subsection(commands, u.Sub)

@@ -191,6 +191,25 @@ func TestProblems(t *testing.T) {
 	}
 }
 
+// TestProblemsScreen: a usage text longer or wider than one screen is a
+// problem, named with its size.
+func TestProblemsScreen(t *testing.T) {
+	long := Usage{Name: "prog", Text: sampleUsage + strings.Repeat("more\n", ScreenLines)}
+	wide := Usage{Name: "prog", Text: sampleUsage + strings.Repeat("w", ScreenColumns+1) + "\n"}
+	for _, tc := range []struct {
+		u    Usage
+		want string
+	}{
+		{long, `the usage text of "prog" is`},
+		{wide, `columns, more than 80: wrap it`},
+	} {
+		probs := Problems("p.1.md", "prog", []byte(sampleSource), []Usage{tc.u})
+		if !slices.ContainsFunc(probs, func(p string) bool { return strings.Contains(p, tc.want) }) {
+			t.Errorf("problems %q, want one containing %q", probs, tc.want)
+		}
+	}
+}
+
 func TestHasToken(t *testing.T) {
 	for _, tc := range []struct {
 		text, tok string

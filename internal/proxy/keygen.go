@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // KeyBytes is how many random bytes a generated key holds: 256 bits,
@@ -39,6 +40,9 @@ func Keygen(path, alias string) (string, error) {
 		if errors.Is(err, fs.ErrExist) {
 			return "", fmt.Errorf("keygen: %s already exists; not overwriting a key that may be in use: pass another -o FILE, or remove it first", path)
 		}
+		if dir := filepath.Dir(path); errors.Is(err, fs.ErrNotExist) && !exists(dir) {
+			return "", fmt.Errorf("keygen: creating %s: folder %s does not exist; create it with mkdir -m 0700 %s", path, dir, shellQuote(dir))
+		}
 		return "", fmt.Errorf("keygen: creating %s: %w", path, err)
 	}
 	// umask may have taken bits away, never added them; make sure anyway.
@@ -63,24 +67,57 @@ func Keygen(path, alias string) (string, error) {
 	return Snippets(abs, alias), nil
 }
 
+// ServerKeyDir is where keygen's server snippet says to put the key: a
+// path of the server's, not the client's.
+const ServerKeyDir = "/etc/ssh/md5"
+
 // Snippets are the keyring entries for a key in keyFile, for the client
-// (alias) and for the server (every peer).
+// (alias) and for the server (every peer), which reads its copy from
+// ServerKeyDir.
 func Snippets(keyFile, alias string) string {
-	q := strconv.Quote(keyFile)
-	return fmt.Sprintf(`# Wrote a new key to %[1]s (mode 0600). Copy it to the server over a
-# secure channel (e.g. scp), keeping mode 0600, and add:
+	server := ServerKeyDir + "/" + filepath.Base(keyFile)
+	return fmt.Sprintf(`# Wrote a new key to %[1]s (mode 0600).
 
 # Client: ~/.ssh/md5-keyring.toml (name the entry after the ssh Host alias)
 [hosts.%[2]s]
 key_file = %[3]s
 
-# Server: /etc/ssh/md5-keyring.toml (key_file is where you copied the key)
+# Server: copy the key over a secure channel to %[4]s, mode 0600,
+# in a folder made with: install -d -m 0700 %[5]s
+# then add to /etc/ssh/md5-keyring.toml:
 [peers."0.0.0.0/0"]
-key_file = %[3]s
+key_file = %[6]s
 
 [peers."::/0"]
-key_file = %[3]s
-`, keyFile, TOMLKey(alias), q)
+key_file = %[6]s
+`, keyFile, TOMLKey(alias), strconv.Quote(keyFile), server, ServerKeyDir, strconv.Quote(server))
+}
+
+// DefaultAlias is keygen's [hosts] entry name when -n is not given: the
+// key file's name without its extension (myserver for md5/myserver.key),
+// or NAME, to be edited, when that is empty.
+func DefaultAlias(keyFile string) string {
+	base := filepath.Base(keyFile)
+	if ext := filepath.Ext(base); ext != base {
+		base = strings.TrimSuffix(base, ext)
+	}
+	if base == "" || base == "." || base == "/" {
+		return "NAME"
+	}
+	return base
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// shellQuote quotes p for a shell command line when it needs it.
+func shellQuote(p string) string {
+	if p != "" && strings.Trim(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+~") == "" {
+		return p
+	}
+	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
 }
 
 // TOMLKey writes a table name the way the keyring needs it: bare if it

@@ -339,3 +339,38 @@ func firstLine(b []byte) string {
 	l, _, _ := strings.Cut(string(b), "\n")
 	return l
 }
+
+// TestVersion: the binaries make builds report scripts/version, the
+// version packaging/build-deb puts on the package, and VERSION=...
+// overrides it.
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(filepath.Join(root, "scripts/version")).Output()
+	if err != nil {
+		t.Fatalf("scripts/version: %v (this test needs git and a git checkout)", err)
+	}
+	want := strings.TrimSpace(string(out))
+	if !regexp.MustCompile(`^[0-9][A-Za-z0-9.+~]*$`).MatchString(want) {
+		t.Fatalf("scripts/version printed %q, not a Debian version", want)
+	}
+	for _, tc := range []struct {
+		name, version string
+		args          []string
+	}{
+		{"scripts/version", want, nil},
+		{"VERSION=", "1.2.3~test", []string{"VERSION=1.2.3~test"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			build := t.TempDir()
+			runMake(t, append(append([]string{"build", "OUT=" + build}, tc.args...), goArg()...)...)
+			for _, prog := range []string{"ssh-md5-proxy", "sshd-md5-socket"} {
+				got, err := exec.Command(filepath.Join(build, prog), "--version").Output()
+				if err != nil {
+					t.Fatalf("%s --version: %v", prog, err)
+				}
+				if w := prog + " " + tc.version + " ("; !strings.HasPrefix(string(got), w) {
+					t.Errorf("%s --version printed %q, want it to start with %q", prog, got, w)
+				}
+			}
+		})
+	}
+}

@@ -251,6 +251,14 @@ func TestPackage(t *testing.T) {
 		if out := c.must(t, "dpkg-query", "-W", "-f=${Maintainer}", "sshmd5"); out != "The sshmd5 authors <sshmd5@users.noreply.github.com>" {
 			t.Errorf("the package's maintainer is %q, want the project", out)
 		}
+		// Both programs report the package's version (build-deb stamps it).
+		ver := c.must(t, "dpkg-query", "-W", "-f=${Version}", "sshmd5")
+		for _, p := range []string{"/usr/bin/ssh-md5-proxy", "/usr/sbin/sshd-md5-socket"} {
+			out := c.must(t, p, "--version")
+			if w := filepath.Base(p) + " " + ver + " ("; !strings.HasPrefix(out, w) {
+				t.Errorf("%s --version printed %q, want it to start with %q", p, out, w)
+			}
+		}
 		if _, err := c.exec(10*time.Second, "test", "-e", "/etc/ssh/md5-keyring.toml"); err == nil {
 			t.Errorf("/etc/ssh/md5-keyring.toml exists after install; the package must not ship or make a keyring")
 		}
@@ -371,4 +379,38 @@ func TestPackage(t *testing.T) {
 		c.must(t, "test", "-f", "/etc/ssh/md5/default.key")
 	})
 	t.Logf("timing: TestPackage before shutdown %v", time.Since(t0).Round(time.Millisecond))
+}
+
+// TestDebVersion: the programs in the .deb report the package's version,
+// as scripts/version computes it for make too. It unpacks the package
+// (dpkg-deb -x) and needs no container.
+func TestDebVersion(t *testing.T) {
+	deb := buildDeb(t)
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Fatalf("dpkg-deb not found (dpkg): %v", err)
+	}
+	ver, err := exec.Command("dpkg-deb", "-f", deb, "Version").Output()
+	if err != nil {
+		t.Fatalf("dpkg-deb -f %s Version: %v", deb, err)
+	}
+	want, err := exec.Command("../../scripts/version").Output()
+	if err != nil {
+		t.Fatalf("scripts/version: %v", err)
+	}
+	if strings.TrimSpace(string(ver)) != strings.TrimSpace(string(want)) {
+		t.Errorf("the package's version is %q, scripts/version says %q", ver, want)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-x", deb, dir).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	for _, p := range []string{"usr/bin/ssh-md5-proxy", "usr/sbin/sshd-md5-socket"} {
+		out, err := exec.Command(filepath.Join(dir, p), "--version").Output()
+		if err != nil {
+			t.Fatalf("%s --version: %v", p, err)
+		}
+		if w := filepath.Base(p) + " " + strings.TrimSpace(string(ver)) + " ("; !strings.HasPrefix(string(out), w) {
+			t.Errorf("%s --version printed %q, want it to start with %q", p, out, w)
+		}
+	}
 }
