@@ -159,7 +159,10 @@ func memShim(b *testing.B) {
 	for r := 0; r < memRounds(); r++ {
 		port := memFreePort(b, ns)
 		shim := startProc(b, ns, filepath.Base(shimBin), secret, shimBin, "-k", keyring, "-l", fmt.Sprintf("127.0.0.1:%d", port),
-			"--max-conns", strconv.Itoa(2*n), "--", "/bin/cat")
+			// /bin/cat never authenticates, so every session counts as
+			// pending, all from 127.0.0.1: lift those limits too.
+			"--max-conns", strconv.Itoa(2*n), "--max-startups", strconv.Itoa(2*n),
+			"--per-source-max-startups", strconv.Itoa(2*n), "--", "/bin/cat")
 		shim.waitLog(`serving .* in inetd mode`, 20*time.Second)
 		pid := shim.cmd.Process.Pid
 		time.Sleep(300 * time.Millisecond)
