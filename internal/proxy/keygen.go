@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 )
 
 // KeyBytes is how many random bytes a generated key holds: 256 bits,
@@ -29,6 +31,8 @@ func Keygen(path, alias string) (string, error) {
 	key[len(key)-1] = '\n'
 	clear(raw)
 	defer clear(key)
+	// What the keyring reads: the file less its trailing newline.
+	fp := fingerprint.Of(key[:len(key)-1])
 
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -60,15 +64,19 @@ func Keygen(path, alias string) (string, error) {
 	if err != nil {
 		abs = path
 	}
-	return Snippets(abs, alias), nil
+	return Snippets(abs, alias, fp), nil
 }
 
 // Snippets are the keyring entries for a key in keyFile, for the client
-// (alias) and for the server (every peer).
-func Snippets(keyFile, alias string) string {
+// (alias) and for the server (every peer), with the key's fingerprint.
+func Snippets(keyFile, alias, fp string) string {
 	q := strconv.Quote(keyFile)
-	return fmt.Sprintf(`# Wrote a new key to %[1]s (mode 0600). Copy it to the server over a
-# secure channel (e.g. scp), keeping mode 0600, and add:
+	return fmt.Sprintf(`# Wrote a new key to %[1]s (mode 0600).
+# Fingerprint: %[4]s
+# (sshd-md5-socket check and status and ssh-md5-proxy probe show the same
+# line where this key is in use: compare them, never the key.)
+# Copy it to the server over a secure channel (e.g. scp), keeping mode
+# 0600, and add:
 
 # Client: ~/.ssh/md5-keyring.toml (name the entry after the ssh Host alias)
 [hosts.%[2]s]
@@ -80,7 +88,7 @@ key_file = %[3]s
 
 [peers."::/0"]
 key_file = %[3]s
-`, keyFile, TOMLKey(alias), q)
+`, keyFile, TOMLKey(alias), q, fp)
 }
 
 // TOMLKey writes a table name the way the keyring needs it: bare if it
