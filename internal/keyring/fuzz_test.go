@@ -61,7 +61,12 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		for _, h := range k.Hosts {
-			check(h.Secret)
+			if len(h.Keys) < 1 || len(h.Keys) > MaxHostKeys {
+				t.Errorf("entry with %d keys accepted", len(h.Keys))
+			}
+			for _, hk := range h.Keys {
+				check(hk.Secret)
+			}
 			k.Lookup(h.Name, h.Hostname)
 		}
 		k.Lookup(doc, secret)
