@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 )
 
 // DefaultUnsignedTimeout is how long Probe waits for an unsigned
@@ -24,7 +26,14 @@ type ProbeResult struct {
 	Port    string `json:"port"`
 	Address string `json:"address,omitempty"` // the address the signed connection reached
 	KeyName string `json:"key"`               // where the key came from, e.g. hosts.bastion
-	OK      bool   `json:"ok"`
+	// KeyFingerprint is that of the key the signed connection was made
+	// with, to compare with the server's (sshd-md5-socket status);
+	// KeyIndex is its place in the entry's list, from 1 (newest), of
+	// Keys. Both are empty or 0 when no key connected.
+	KeyFingerprint string `json:"key_fingerprint,omitempty"`
+	KeyIndex       int    `json:"key_index,omitempty"`
+	Keys           int    `json:"keys"`
+	OK             bool   `json:"ok"`
 	Signed  struct {
 		OK          bool    `json:"ok"`
 		ConnectMS   float64 `json:"connect_ms"`
@@ -47,14 +56,15 @@ var errGotHostKey = errors.New("host key recorded")
 // host key, then tries the same address unsigned, which a correctly keyed
 // server must leave unanswered within unsignedTimeout.
 func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeResult {
-	r := ProbeResult{Host: o.Host, Port: o.Port, KeyName: o.KeyName}
+	r := ProbeResult{Host: o.Host, Port: o.Port, KeyName: o.KeyName, Keys: len(o.Secrets)}
 	r.Unsigned.Result = "not tried: the signed connection failed"
 	start := time.Now()
-	conn, err := Dial(ctx, o)
+	conn, i, err := DialAny(ctx, o)
 	if err != nil {
 		r.Signed.Error = err.Error()
 		return r
 	}
+	r.KeyIndex, r.KeyFingerprint = i+1, fingerprint.Of(o.Secrets[i])
 	r.Signed.ConnectMS = float64(time.Since(start).Microseconds()) / 1000
 	r.Address = conn.RemoteAddr().String()
 	if err := readHostKey(conn, o.Timeout, &r); err != nil {
@@ -141,6 +151,11 @@ func (r ProbeResult) Text() string {
 		fmt.Fprintf(&b, "signed:   FAIL: %s\n", r.Signed.Error)
 	} else {
 		fmt.Fprintf(&b, "signed:   connected to %s in %.1f ms\n", r.Address, r.Signed.ConnectMS)
+		if r.Keys > 1 {
+			fmt.Fprintf(&b, "          with key %d of %d, %s\n", r.KeyIndex, r.Keys, r.KeyFingerprint)
+		} else {
+			fmt.Fprintf(&b, "          with key %s\n", r.KeyFingerprint)
+		}
 		if r.Signed.OK {
 			fmt.Fprintf(&b, "          banner %s\n          host key %s %s\n", r.Signed.Banner, r.Signed.HostKeyType, r.Signed.Fingerprint)
 		} else {
