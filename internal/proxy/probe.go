@@ -34,7 +34,7 @@ type ProbeResult struct {
 	KeyIndex       int    `json:"key_index,omitempty"`
 	Keys           int    `json:"keys"`
 	OK             bool   `json:"ok"`
-	Signed  struct {
+	Signed         struct {
 		OK          bool    `json:"ok"`
 		ConnectMS   float64 `json:"connect_ms"`
 		Banner      string  `json:"banner,omitempty"`
