@@ -180,6 +180,9 @@ func TestRotationNoLockout(t *testing.T) {
 	for _, f := range failures {
 		t.Error(f)
 	}
+	if st.Unsigned != 0 || st.Unchecked != st.Segments {
+		t.Errorf("want every segment signed, got %v", st)
+	}
 
 	// Per client connection: one SYN signed with one key; answered
 	// connections carry the server's key, the unanswered ones none back.
@@ -271,6 +274,9 @@ func TestRotationWrongFirstKey(t *testing.T) {
 				t.Logf("login %d with [wrong, right]: %s; capture with the server's key: %v; server counters +%+v", try, errOrOK(err), st, d)
 				if err != nil || out != "login-ok\n" {
 					t.Fatalf("login: %v, stdout %q; stderr:\n%s", err, out, errb)
+				}
+				if st.Unsigned != 0 {
+					t.Errorf("want every segment signed, got %v", st)
 				}
 				if len(byRight) == 2 {
 					break
