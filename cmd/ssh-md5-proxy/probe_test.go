@@ -38,9 +38,8 @@ func TestProbe(t *testing.T) {
 			}
 			for _, re := range []string{
 				`(?m)^signed:   connected to \S+ in [0-9.]+ ms$`,
-				`(?m)^          with key ` + regexp.QuoteMeta(fingerprint.Of(secret)) + `$`,
 				`(?m)^          banner SSH-2\.0-OpenSSH_`,
-				`(?m)^          host key ssh-ed25519 ` + regexp.QuoteMeta(fp) + `$`,
+				`(?m)^          host key ssh-ed25519 ` + regexp.QuoteMeta(fp) + `\n          TCP-MD5 key ` + regexp.QuoteMeta(fingerprint.Of(secret)) + `$`,
 				`(?m)^unsigned: no answer within 1s, as it should be`,
 				`(?m)^ok: the server takes signed connections only$`,
 			} {
@@ -88,7 +87,7 @@ func TestProbe(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("probe exited %d, want 0; stdout:\n%s\nstderr:\n%s", code, out, errb)
 			}
-			re := fmt.Sprintf(`(?m)^          with key %d of 2, %s$`, want, regexp.QuoteMeta(fingerprint.Of(secret)))
+			re := fmt.Sprintf(`(?m)^          TCP-MD5 key %d of 2: %s$`, want, regexp.QuoteMeta(fingerprint.Of(secret)))
 			if !regexp.MustCompile(re).Match(out) {
 				t.Errorf("stdout does not match %s:\n%s", re, out)
 			}

@@ -151,15 +151,18 @@ func (r ProbeResult) Text() string {
 		fmt.Fprintf(&b, "signed:   FAIL: %s\n", r.Signed.Error)
 	} else {
 		fmt.Fprintf(&b, "signed:   connected to %s in %.1f ms\n", r.Address, r.Signed.ConnectMS)
-		if r.Keys > 1 {
-			fmt.Fprintf(&b, "          with key %d of %d, %s\n", r.KeyIndex, r.Keys, r.KeyFingerprint)
-		} else {
-			fmt.Fprintf(&b, "          with key %s\n", r.KeyFingerprint)
-		}
 		if r.Signed.OK {
 			fmt.Fprintf(&b, "          banner %s\n          host key %s %s\n", r.Signed.Banner, r.Signed.HostKeyType, r.Signed.Fingerprint)
 		} else {
 			fmt.Fprintf(&b, "          FAIL: %s\n", r.Signed.Error)
+		}
+		// After the host key: a script that takes the first SHA256: of
+		// the output gets the host key's, as before keys had
+		// fingerprints.
+		if r.Keys > 1 {
+			fmt.Fprintf(&b, "          TCP-MD5 key %d of %d: %s\n", r.KeyIndex, r.Keys, r.KeyFingerprint)
+		} else {
+			fmt.Fprintf(&b, "          TCP-MD5 key %s\n", r.KeyFingerprint)
 		}
 	}
 	fmt.Fprintf(&b, "unsigned: %s\n", r.Unsigned.Result)

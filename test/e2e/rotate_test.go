@@ -228,7 +228,7 @@ func TestRotationNoLockout(t *testing.T) {
 	checkNoSecret(t, "status's output", string(sout), secrets)
 	checkNoSecret(t, "sshd-md5-socket's log", shim.log(), secrets)
 	fp := fingerprint.Of(newSecret)
-	if !strings.Contains(string(pout), "with key 1 of 2, "+fp+"\n") {
+	if !strings.Contains(string(pout), "TCP-MD5 key 1 of 2: "+fp+"\n") {
 		t.Errorf("probe does not name key 1 of 2, %s:\n%s", fp, pout)
 	}
 	if !regexp.MustCompile(`(?m)^    0\.0\.0\.0/0 +` + regexp.QuoteMeta(fp) + `$`).Match(sout) {
