@@ -87,6 +87,30 @@ func writeKeyring(t *testing.T, secret md5.Secret, names ...string) string {
 	return p
 }
 
+// writeKeyringKeys writes a 0600 keyring whose entries list keys, newest
+// first, each from a key file.
+func writeKeyringKeys(t *testing.T, keys []md5.Secret, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	var files []string
+	for i, k := range keys {
+		f := fmt.Sprintf("key%d", i+1)
+		if err := os.WriteFile(filepath.Join(dir, f), k, 0o600); err != nil {
+			t.Fatalf("write key file: %v", err)
+		}
+		files = append(files, fmt.Sprintf("%q", f))
+	}
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "[hosts.%q]\nkey_file = [%s]\n", n, strings.Join(files, ", "))
+	}
+	p := filepath.Join(dir, "keyring.toml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatalf("write keyring: %v", err)
+	}
+	return p
+}
+
 // ssh runs the real OpenSSH client in the client namespace with
 // ssh-md5-proxy as ProxyCommand (proxyArgs before %h %p).
 func (e *e2e) ssh(t *testing.T, addr netip.Addr, fdpass bool, stdin []byte, proxyArgs string, command string) (stdout, stderr []byte, err error) {

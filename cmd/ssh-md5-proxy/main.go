@@ -181,7 +181,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 		Port:    port,
 		Network: network,
 		Timeout: timeout,
-		Secret:  h.Secret,
+		Secrets: h.Secrets(),
 		KeyName: "hosts." + tomlKey(h.Name),
 	})
 	if err != nil {

@@ -89,7 +89,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		Host:    host,
 		Port:    port,
 		Timeout: timeout,
-		Secret:  h.Secret,
+		Secrets: h.Secrets(),
 		KeyName: "hosts." + tomlKey(h.Name),
 	}, unsigned)
 	if asJSON {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
+	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/proxy"
 )
 
@@ -37,7 +39,7 @@ func TestProbe(t *testing.T) {
 			for _, re := range []string{
 				`(?m)^signed:   connected to \S+ in [0-9.]+ ms$`,
 				`(?m)^          banner SSH-2\.0-OpenSSH_`,
-				`(?m)^          host key ssh-ed25519 ` + regexp.QuoteMeta(fp) + `$`,
+				`(?m)^          host key ssh-ed25519 ` + regexp.QuoteMeta(fp) + `\n          TCP-MD5 key ` + regexp.QuoteMeta(fingerprint.Of(secret)) + `$`,
 				`(?m)^unsigned: no answer within 1s, as it should be`,
 				`(?m)^ok: the server takes signed connections only$`,
 			} {
@@ -62,6 +64,44 @@ func TestProbe(t *testing.T) {
 		}
 		if !r.OK || !r.Signed.OK || !r.Unsigned.OK || r.Signed.Fingerprint != fp || r.Signed.ConnectMS <= 0 {
 			t.Errorf("probe --json: %+v, want ok with fingerprint %s", r, fp)
+		}
+		if r.KeyFingerprint != fingerprint.Of(secret) || r.KeyIndex != 1 || r.Keys != 1 {
+			t.Errorf("probe --json: key %d of %d, %s; want 1 of 1, %s", r.KeyIndex, r.Keys, r.KeyFingerprint, fingerprint.Of(secret))
+		}
+	})
+
+	// During a rotation the entry lists two keys; probe says which one
+	// the server took, wherever it is in the list.
+	for _, serverFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("rotation-server-key-first-%v", serverFirst), func(t *testing.T) {
+			addr := e.link.AddrB4.String()
+			other := newSecret(t)
+			keys, want := []md5.Secret{secret, other}, 1
+			if !serverFirst {
+				keys, want = []md5.Secret{other, secret}, 2
+			}
+			kr := writeKeyringKeys(t, keys, addr)
+			out, errb, code := e.probe(t, "-k", kr, addr, fmt.Sprint(e.port))
+			noSecret(t, secret, "probe's stdout", out)
+			noSecret(t, other, "probe's stdout", out)
+			if code != 0 {
+				t.Fatalf("probe exited %d, want 0; stdout:\n%s\nstderr:\n%s", code, out, errb)
+			}
+			re := fmt.Sprintf(`(?m)^          TCP-MD5 key %d of 2: %s$`, want, regexp.QuoteMeta(fingerprint.Of(secret)))
+			if !regexp.MustCompile(re).Match(out) {
+				t.Errorf("stdout does not match %s:\n%s", re, out)
+			}
+		})
+	}
+	t.Run("rotation-no-key-matches", func(t *testing.T) {
+		addr := e.link.AddrB4.String()
+		kr := writeKeyringKeys(t, []md5.Secret{newSecret(t), newSecret(t)}, addr)
+		out, errb, code := e.probe(t, "-k", kr, "-t", "1s", addr, fmt.Sprint(e.port))
+		if code != 1 {
+			t.Fatalf("probe exited %d, want 1; stdout:\n%s\nstderr:\n%s", code, out, errb)
+		}
+		if want := "signed with each of the 2 keys from hosts."; !bytes.Contains(out, []byte(want)) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}
 	})
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
@@ -83,7 +84,7 @@ func Check(w io.Writer, path string, listen []string) error {
 			}
 			problems = append(problems, err.Error())
 		}
-		fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s\n", fam, p.Prefix, iface, p.Source)
+		fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s  %s\n", fam, p.Prefix, iface, fingerprint.Of(p.Secret), p.Source)
 		keys = append(keys, p.Key(ifx))
 	}
 

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 	"github.com/sshmd5/sshmd5/internal/md5"
 )
 
@@ -29,6 +30,9 @@ type Listener struct {
 	Process  string   `json:"process"`
 	Keys     int      `json:"keys"`
 	Prefixes []string `json:"prefixes"`
+	// Fingerprints of the keys by prefix (as in Prefixes), read back
+	// from the kernel: what the peers must sign with, never the key.
+	Fingerprints map[string]string `json:"fingerprints,omitempty"`
 	// Unprotected names what the socket takes unsigned: "" when every
 	// peer family it takes is covered by a catch-all key.
 	Unprotected string `json:"unprotected,omitempty"`
@@ -123,6 +127,7 @@ func Status(w io.Writer, asJSON bool) error {
 				}
 				fmt.Fprintf(w, "%d keys: %s%s\n", l.Keys, strings.Join(ps, ", "), more)
 			}
+			printFingerprints(w, l)
 		}
 	}
 	if !asJSON {
@@ -151,6 +156,21 @@ func Status(w io.Writer, asJSON bool) error {
 		return errors.New(strings.Join(problems, "\n"))
 	}
 	return nil
+}
+
+// printFingerprints lists a listener's keys one a line with their
+// fingerprints, as many as the summary line names.
+func printFingerprints(w io.Writer, l Listener) {
+	const show = 20
+	for i, p := range l.Prefixes {
+		if i == show {
+			fmt.Fprintf(w, "    ... %d more (--json lists them all)\n", len(l.Prefixes)-show)
+			break
+		}
+		if fp, ok := l.Fingerprints[p]; ok {
+			fmt.Fprintf(w, "    %-20s  %s\n", p, fp)
+		}
+	}
 }
 
 // startupErrors reports the reason a unit's last start failed, if the
@@ -330,8 +350,11 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 	}
 	l.Keys = len(keys)
 	l.Prefixes = []string{}
+	l.Fingerprints = map[string]string{}
 	for _, k := range keys {
 		l.Prefixes = append(l.Prefixes, k.String())
+		l.Fingerprints[k.String()] = fingerprint.Of(k.Secret)
+		clear(k.Secret)
 	}
 	if _, unc := s.Cover(keys); len(unc) > 0 {
 		var names []string

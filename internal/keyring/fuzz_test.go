@@ -29,6 +29,10 @@ func FuzzParse(f *testing.F) {
 		"hosts = { a = { key_file = \"x\"",
 		"[peers.\"fe80::1%eth0\"]\n",
 		"[hosts.\"web[1\"]\n",
+		"[hosts.a]\nkey_file = [\"x\", \"y\"]\n",
+		"[hosts.a]\nkey = [\"a\", \"b\", \"c\", \"d\", \"e\"]\n",
+		"[hosts.a]\nkey = [\"a\", [\"b\"]]\n",
+		"[peers.\"::/0\"]\nkey = [\"a\"]\n",
 	}
 	for _, s := range seeds {
 		f.Add(s, "SECRETxyzzy")
@@ -61,7 +65,12 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		for _, h := range k.Hosts {
-			check(h.Secret)
+			if len(h.Keys) < 1 || len(h.Keys) > MaxHostKeys {
+				t.Errorf("entry with %d keys accepted", len(h.Keys))
+			}
+			for _, hk := range h.Keys {
+				check(hk.Secret)
+			}
 			k.Lookup(h.Name, h.Hostname)
 		}
 		k.Lookup(doc, secret)

@@ -11,6 +11,8 @@
 //	                                 # or CIDR ("192.0.2.7", "10.0.0.0/8")
 //	hostname = "bastion.example.net" # optional: also match when ssh dials this (%h)
 //	key_file = "md5/bastion.key"     # relative to the keyring's folder, or absolute
+//	[hosts.db]                       # during a rotation: up to MaxHostKeys keys,
+//	key_file = ["md5/db-new.key", "md5/db-old.key"] # newest first, all dialled at once
 //
 //	# server side
 //	[peers."0.0.0.0/0"]              # CIDR or single address, IPv4 or IPv6
@@ -21,7 +23,10 @@
 //
 // Every entry has exactly one of key (the string's bytes) and key_file (the
 // file's bytes, less one trailing "\n" if there is one; a "\r" before it is
-// kept). A key is 1 to 80 bytes, the kernel's limit. The keyring and every
+// kept). A key is 1 to 80 bytes, the kernel's limit. In [hosts], either may
+// be a list of 1 to MaxHostKeys keys, newest first, so that a client can
+// hold a new key beside the old one while the server switches; a [peers]
+// entry has one key, as the kernel checks a peer against one. The keyring and every
 // key file must be regular files owned by the user or root and not
 // accessible to group or others, as ssh demands of private keys.
 //
@@ -68,13 +73,34 @@ type Keyring struct {
 	Warnings []error
 }
 
+// MaxHostKeys bounds the keys of one [hosts] entry: the proxy dials with
+// every one of them at once, a SYN each, so a rotation needs two and a
+// long list would only multiply the SYNs a server drops.
+const MaxHostKeys = 4
+
 // Host is one [hosts] entry.
 type Host struct {
-	Name     string // table name: alias, glob, address or CIDR
-	Hostname string // optional
-	Secret   md5.Secret
-	Source   string // "key_file /abs/path" or "inline key", for messages
-	Line     int    // line of the table header, 0 if unknown
+	Name     string    // table name: alias, glob, address or CIDR
+	Hostname string    // optional
+	Keys     []HostKey // 1 to MaxHostKeys, newest first, no two alike
+	Line     int       // line of the table header, 0 if unknown
+}
+
+// Secrets returns the entry's keys, newest first.
+func (h Host) Secrets() []md5.Secret {
+	out := make([]md5.Secret, len(h.Keys))
+	for i, k := range h.Keys {
+		out[i] = k.Secret
+	}
+	return out
+}
+
+// HostKey is one of a [hosts] entry's keys.
+type HostKey struct {
+	Secret md5.Secret
+	// Source is "key_file /abs/path" or "inline key" (with ", item N of
+	// M" in a list), for messages.
+	Source string
 }
 
 // Peer is one [peers] entry.
@@ -310,13 +336,15 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 			continue
 		}
 		if !side.uses(top) {
-			clear(entry.secret) // checked, and not ours to keep
+			for _, hk := range entry.keys {
+				clear(hk.Secret) // checked, and not ours to keep
+			}
 			continue
 		}
 		if top == "hosts" {
-			k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Secret: entry.secret, Source: entry.source, Line: entry.line})
+			k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Keys: entry.keys, Line: entry.line})
 		} else {
-			k.Peers = append(k.Peers, Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Secret: entry.secret, Source: entry.source, Line: entry.line})
+			k.Peers = append(k.Peers, Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Secret: entry.keys[0].Secret, Source: entry.keys[0].Source, Line: entry.line})
 		}
 	}
 	slices.SortStableFunc(k.Peers, func(a, b Peer) int {
@@ -340,8 +368,7 @@ type entry struct {
 	hostname string       // hosts
 	prefix   netip.Prefix // peers
 	iface    string       // peers
-	secret   md5.Secret
-	source   string
+	keys     []HostKey    // peers: exactly one
 }
 
 // entry checks the entry key (hosts.NAME or peers.NAME) whose decoded
@@ -361,8 +388,13 @@ func (p *parser) entry(key toml.Key, v any) (entry, error) {
 		msgWhere, msg := where, ""
 		if !slices.Contains(fields[top], f) {
 			msg = fmt.Sprintf("unknown field %q; the fields are %s", f, fieldList(top))
-		} else if _, ok := fv.(string); !ok {
+		} else if _, ok := fv.(string); !ok && !(top == "hosts" && (f == "key" || f == "key_file") && isList(fv)) {
 			msgWhere, msg = fk.String(), "not a string; every field is a quoted string on its own line, e.g. key_file = \"md5/bastion.key\""
+			if top == "hosts" && (f == "key" || f == "key_file") {
+				msg = fmt.Sprintf("not a string or a list of strings; write %s = \"...\" or, during a rotation, %s = [\"NEW\", \"OLD\"]", f, f)
+			} else if top == "peers" && (f == "key" || f == "key_file") && isList(fv) {
+				msg = fmt.Sprintf("a list; a [peers] entry has one key, as the kernel checks a peer against one: write %s = \"...\" and switch keys by reload (README, \"Rotating a key\")", f)
+			}
 		} else {
 			continue
 		}
@@ -405,11 +437,88 @@ func (p *parser) entry(key toml.Key, v any) (entry, error) {
 			}
 		}
 	}
-	inline, hasKey := str("key")
-	keyFile, hasFile := str("key_file")
-	var err error
-	e.secret, e.source, err = p.secret(e.line, where, hasKey, inline, hasFile, keyFile)
-	return e, err
+	_, hasKey := m["key"]
+	_, hasFile := m["key_file"]
+	switch {
+	case hasKey && hasFile:
+		return e, p.errorf(e.line, where, "both key and key_file are set; keep one")
+	case !hasKey && !hasFile:
+		return e, p.errorf(e.line, where, `no key; add key_file = "path" or key = "..."`)
+	}
+	field := "key"
+	if hasFile {
+		field = "key_file"
+	}
+	values, err := p.keyList(key, field, m[field])
+	if err != nil {
+		return e, err
+	}
+	line := e.line
+	if isList(m[field]) {
+		line = p.fieldLine(key, field, e.line)
+	}
+	for i, v := range values {
+		s, src, err := p.secret(line, where, !hasFile, v, hasFile, v)
+		if err != nil {
+			for _, hk := range e.keys {
+				clear(hk.Secret)
+			}
+			return e, err
+		}
+		if len(values) > 1 {
+			src += fmt.Sprintf(" (key %d of %d)", i+1, len(values))
+			for j, hk := range e.keys {
+				if hk.Secret.Equal(s) {
+					clear(s)
+					for _, hk := range e.keys {
+						clear(hk.Secret)
+					}
+					return e, p.errorf(line, where, "%s: keys %d and %d are the same key; list each key once", field, j+1, i+1)
+				}
+			}
+		}
+		e.keys = append(e.keys, HostKey{Secret: s, Source: src})
+	}
+	return e, nil
+}
+
+func isList(v any) bool {
+	_, ok := v.([]any)
+	return ok
+}
+
+// fieldLine is the line of an entry's field, or def.
+func (p *parser) fieldLine(entry toml.Key, field string, def int) int {
+	if l := p.line(append(slices.Clip(entry), field)); l > 0 {
+		return l
+	}
+	return def
+}
+
+// keyList returns the key or key_file values of an entry: one string, or
+// a [hosts] list of 1 to MaxHostKeys strings (entry() has checked the
+// types of everything but the list's items).
+func (p *parser) keyList(entry toml.Key, field string, v any) ([]string, error) {
+	if s, ok := v.(string); ok {
+		return []string{s}, nil
+	}
+	list := v.([]any)
+	where, line := entry.String(), p.fieldLine(entry, field, p.line(entry))
+	switch {
+	case len(list) == 0:
+		return nil, p.errorf(line, where, "%s is an empty list; list the keys, newest first, e.g. %s = [\"NEW\", \"OLD\"]", field, field)
+	case len(list) > MaxHostKeys:
+		return nil, p.errorf(line, where, "%s lists %d keys, more than %d, the limit (each is a SYN on every connection); a rotation needs two, the new one and the old one", field, len(list), MaxHostKeys)
+	}
+	out := make([]string, len(list))
+	for i, it := range list {
+		s, ok := it.(string)
+		if !ok {
+			return nil, p.errorf(line, where, "%s: item %d is not a string; write %s = [\"NEW\", \"OLD\"]", field, i+1, field)
+		}
+		out[i] = s
+	}
+	return out, nil
 }
 
 func fieldList(top string) string {
@@ -417,13 +526,10 @@ func fieldList(top string) string {
 	return strings.Join(f[:len(f)-1], ", ") + " and " + f[len(f)-1]
 }
 
-// secret returns the entry's key and a description of where it came from.
+// secret returns one key of an entry and a description of where it came
+// from.
 func (p *parser) secret(line int, entry string, hasKey bool, inline string, hasFile bool, keyFile string) (md5.Secret, string, error) {
 	switch {
-	case hasKey && hasFile:
-		return nil, "", p.errorf(line, entry, "both key and key_file are set; keep one")
-	case !hasKey && !hasFile:
-		return nil, "", p.errorf(line, entry, `no key; add key_file = "path" or key = "..."`)
 	case hasKey:
 		if n := len(inline); n < 1 || n > md5.MaxKeyLen {
 			return nil, "", p.errorf(line, entry, "key is %d bytes; a key is 1 to %d bytes", n, md5.MaxKeyLen)

@@ -53,7 +53,15 @@ func TestParseErrors(t *testing.T) {
 		{"inline table key", "hosts = { a = { key = " + secret + " } }\n", []string{kpath + ":1:", "not a quoted string"}},
 		{"escaped key name", "[hosts.a]\n\"k\\u0065y\" = 1" + secret + "\n", []string{kpath + ":2:", "more text follows"}},
 		{"newline in key", "[hosts.a]\nkey = \"" + secret + "\n\"\n", []string{kpath + ":2:", "on one line"}},
-		{"wrong type", "[hosts.a]\nkey = 5\n", []string{kpath + ":2:", "hosts.a.key: not a string", `e.g. key_file = "md5/bastion.key"`}},
+		{"wrong type", "[hosts.a]\nkey = 5\n", []string{kpath + ":2:", "hosts.a.key: not a string or a list of strings", `write key = "..." or, during a rotation, key = ["NEW", "OLD"]`}},
+		{"peers wrong type", "[peers.\"::/0\"]\nkey = 5\n", []string{kpath + ":2:", `peers."::/0".key: not a string`, `e.g. key_file = "md5/bastion.key"`}},
+		{"too many keys", "[hosts.a]\nhostname = \"a.example\"\nkey_file = [\"ok.key\", \"b\", \"c\", \"d\", \"e\"]\n", []string{kpath + ":3:", "hosts.a: key_file lists 5 keys, more than 4, the limit", "the new one and the old one"}},
+		{"empty key list", "[hosts.a]\nkey = []\n", []string{kpath + ":2:", "hosts.a: key is an empty list", `key = ["NEW", "OLD"]`}},
+		{"key list item", "[hosts.a]\nkey_file = [\"ok.key\", 5]\n", []string{kpath + ":2:", "hosts.a: key_file: item 2 is not a string"}},
+		{"same key twice", "[hosts.a]\nkey_file = [\"md5/ok.key\", \"/etc/ssh/md5/ok.key\"]\n", []string{kpath + ":2:", "hosts.a: key_file: keys 1 and 2 are the same key; list each key once"}},
+		{"missing file in a list", "[hosts.a]\nkey_file = [\"md5/ok.key\", \"nope.key\"]\n", []string{kpath + ":2:", "hosts.a: key_file /etc/ssh/nope.key:"}},
+		{"bad key in a list", "[hosts.a]\nkey_file = [\"md5/ok.key\", \"md5/empty.key\"]\n", []string{kpath + ":2:", "key_file /etc/ssh/md5/empty.key: key is 0 bytes"}},
+		{"peers key list", "[peers.\"0.0.0.0/0\"]\nkey_file = [\"ok.key\"]\n", []string{kpath + ":2:", `peers."0.0.0.0/0".key_file: a list; a [peers] entry has one key`, "Rotating a key"}},
 		{"wrong type dotted name", "[hosts.\"a.b\"]\nkey = 5\n", []string{kpath + ":2:", `hosts."a.b".key: not a string`}},
 		{"entry not a table", "[hosts]\na = \"" + secret + "\"\n", []string{kpath + ":2:", "hosts.a: not a table", "[hosts.bastion]"}},
 		{"hosts not a table", "# top\nhosts = 5\n", []string{kpath + ":2:", "hosts: not a table", "[hosts.bastion]"}},
@@ -168,18 +176,18 @@ key = "x"
 		t.Errorf("Path = %q", k.Path)
 	}
 	wantHosts := []Host{
-		{Name: "bastion", Hostname: "bastion.example.net", Secret: md5.Secret("bastion"), Source: "key_file /etc/ssh/md5/bastion.key", Line: 2},
-		{Name: "*.corp.example", Secret: md5.Secret("inline-corp"), Source: "inline key", Line: 6},
+		{Name: "bastion", Hostname: "bastion.example.net", Keys: []HostKey{{md5.Secret("bastion"), "key_file /etc/ssh/md5/bastion.key"}}, Line: 2},
+		{Name: "*.corp.example", Keys: []HostKey{{md5.Secret("inline-corp"), "inline key"}}, Line: 6},
 	}
 	if len(k.Hosts) != len(wantHosts) {
 		t.Fatalf("got %d hosts, want %d", len(k.Hosts), len(wantHosts))
 	}
 	for i, w := range wantHosts {
 		g := k.Hosts[i]
-		if g.Name != w.Name || g.Hostname != w.Hostname || g.Source != w.Source || g.Line != w.Line {
+		if g.Name != w.Name || g.Hostname != w.Hostname || len(g.Keys) != 1 || g.Keys[0].Source != w.Keys[0].Source || g.Line != w.Line {
 			t.Errorf("host %d = %+v, want %+v", i, g, w)
 		}
-		if !bytes.Equal(g.Secret, w.Secret) {
+		if len(g.Keys) == 1 && !bytes.Equal(g.Keys[0].Secret, w.Keys[0].Secret) {
 			t.Errorf("host %d: secret differs", i)
 		}
 	}
@@ -211,6 +219,47 @@ key = "x"
 	}
 	if err := key.Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// A [hosts] entry may list keys newest first; they come out in that order,
+// each with its source, and the old single-key form still reads as one.
+func TestHostKeyList(t *testing.T) {
+	files := map[string]string{"/etc/ssh/new.key": "NEW\n", "/etc/ssh/old.key": "OLD"}
+	text := "[hosts.a]\nkey_file = [\"new.key\", \"old.key\"]\n[hosts.b]\nkey = [\"only\"]\n[hosts.c]\nkey = \"single\"\n" +
+		"[hosts.d]\nkey_file = [\n  \"new.key\",  # the one the server will switch to\n  \"old.key\",\n]\n"
+	k, err := Parse(kpath, []byte(text), Client, fakeKeys(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]HostKey{
+		"a": {{md5.Secret("NEW"), "key_file /etc/ssh/new.key (key 1 of 2)"}, {md5.Secret("OLD"), "key_file /etc/ssh/old.key (key 2 of 2)"}},
+		"b": {{md5.Secret("only"), "inline key"}},
+		"c": {{md5.Secret("single"), "inline key"}},
+		"d": {{md5.Secret("NEW"), "key_file /etc/ssh/new.key (key 1 of 2)"}, {md5.Secret("OLD"), "key_file /etc/ssh/old.key (key 2 of 2)"}},
+	}
+	if len(k.Hosts) != len(want) {
+		t.Fatalf("got %d hosts", len(k.Hosts))
+	}
+	for _, h := range k.Hosts {
+		w := want[h.Name]
+		if len(h.Keys) != len(w) {
+			t.Errorf("%s: %d keys, want %d", h.Name, len(h.Keys), len(w))
+			continue
+		}
+		for i := range w {
+			if !h.Keys[i].Secret.Equal(w[i].Secret) || h.Keys[i].Source != w[i].Source {
+				t.Errorf("%s key %d: source %q, want %q (or the secret differs)", h.Name, i+1, h.Keys[i].Source, w[i].Source)
+			}
+		}
+		if s := h.Secrets(); len(s) != len(w) || !s[0].Equal(w[0].Secret) {
+			t.Errorf("%s: Secrets() out of order", h.Name)
+		}
+	}
+	// MaxHostKeys itself is fine.
+	text = "[hosts.a]\nkey = [\"1\", \"2\", \"3\", \"4\"]\n"
+	if k, err := Parse(kpath, []byte(text), Client, nil); err != nil || len(k.Hosts[0].Keys) != MaxHostKeys {
+		t.Errorf("%d keys: %v", MaxHostKeys, err)
 	}
 }
 
@@ -315,7 +364,7 @@ func TestKeyFileNewline(t *testing.T) {
 			t.Errorf("case %d: %v", i, err)
 			continue
 		}
-		if !bytes.Equal(k.Hosts[0].Secret, []byte(tt.want)) {
+		if !bytes.Equal(k.Hosts[0].Keys[0].Secret, []byte(tt.want)) {
 			t.Errorf("case %d: secret differs", i)
 		}
 	}

@@ -36,8 +36,8 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(k.Hosts[0].Secret, []byte(secret)) || k.Hosts[0].Source != "key_file "+keyPath {
-		t.Errorf("host: secret differs or source %q", k.Hosts[0].Source)
+	if !bytes.Equal(k.Hosts[0].Keys[0].Secret, []byte(secret)) || k.Hosts[0].Keys[0].Source != "key_file "+keyPath {
+		t.Errorf("host: secret differs or source %q", k.Hosts[0].Keys[0].Source)
 	}
 
 	// A symlink is judged by its target.

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 )
 
 // KeyBytes is how many random bytes a generated key holds: 256 bits,
@@ -30,6 +32,8 @@ func Keygen(path, alias string) (string, error) {
 	key[len(key)-1] = '\n'
 	clear(raw)
 	defer clear(key)
+	// What the keyring reads: the file less its trailing newline.
+	fp := fingerprint.Of(key[:len(key)-1])
 
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -64,7 +68,7 @@ func Keygen(path, alias string) (string, error) {
 	if err != nil {
 		abs = path
 	}
-	return Snippets(abs, alias), nil
+	return Snippets(abs, alias, fp), nil
 }
 
 // ServerKeyDir is where keygen's server snippet says to put the key: a
@@ -73,10 +77,13 @@ const ServerKeyDir = "/etc/ssh/md5"
 
 // Snippets are the keyring entries for a key in keyFile, for the client
 // (alias) and for the server (every peer), which reads its copy from
-// ServerKeyDir.
-func Snippets(keyFile, alias string) string {
+// ServerKeyDir, with the key's fingerprint.
+func Snippets(keyFile, alias, fp string) string {
 	server := ServerKeyDir + "/" + filepath.Base(keyFile)
 	return fmt.Sprintf(`# Wrote a new key to %[1]s (mode 0600).
+# Fingerprint: %[7]s
+# (sshd-md5-socket check and status and ssh-md5-proxy probe show the same
+# line where this key is in use: compare them, never the key.)
 
 # Client: ~/.ssh/md5-keyring.toml (name the entry after the ssh Host alias)
 [hosts.%[2]s]
@@ -90,7 +97,7 @@ key_file = %[6]s
 
 [peers."::/0"]
 key_file = %[6]s
-`, keyFile, TOMLKey(alias), strconv.Quote(keyFile), server, ServerKeyDir, strconv.Quote(server))
+`, keyFile, TOMLKey(alias), strconv.Quote(keyFile), server, ServerKeyDir, strconv.Quote(server), fp)
 }
 
 // DefaultAlias is keygen's [hosts] entry name when -n is not given: the

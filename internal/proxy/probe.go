@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 )
 
 // DefaultUnsignedTimeout is how long Probe waits for an unsigned
@@ -25,8 +27,15 @@ type ProbeResult struct {
 	Port    string `json:"port"`
 	Address string `json:"address,omitempty"` // the address the signed connection reached
 	KeyName string `json:"key"`               // where the key came from, e.g. hosts.bastion
-	OK      bool   `json:"ok"`
-	Signed  struct {
+	// KeyFingerprint is that of the key the signed connection was made
+	// with, to compare with the server's (sshd-md5-socket status);
+	// KeyIndex is its place in the entry's list, from 1 (newest), of
+	// Keys. Both are empty or 0 when no key connected.
+	KeyFingerprint string `json:"key_fingerprint,omitempty"`
+	KeyIndex       int    `json:"key_index,omitempty"`
+	Keys           int    `json:"keys"`
+	OK             bool   `json:"ok"`
+	Signed         struct {
 		OK          bool    `json:"ok"`
 		ConnectMS   float64 `json:"connect_ms"`
 		Banner      string  `json:"banner,omitempty"`
@@ -49,14 +58,15 @@ var errGotHostKey = errors.New("host key recorded")
 // server must leave unanswered within unsignedTimeout, or refuse as a
 // closed port (--stealth closed).
 func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeResult {
-	r := ProbeResult{Host: o.Host, Port: o.Port, KeyName: o.KeyName}
+	r := ProbeResult{Host: o.Host, Port: o.Port, KeyName: o.KeyName, Keys: len(o.Secrets)}
 	r.Unsigned.Result = "not tried: the signed connection failed"
 	start := time.Now()
-	conn, err := Dial(ctx, o)
+	conn, i, err := DialAny(ctx, o)
 	if err != nil {
 		r.Signed.Error = err.Error()
 		return r
 	}
+	r.KeyIndex, r.KeyFingerprint = i+1, fingerprint.Of(o.Secrets[i])
 	r.Signed.ConnectMS = float64(time.Since(start).Microseconds()) / 1000
 	r.Address = conn.RemoteAddr().String()
 	if err := readHostKey(conn, o.Timeout, &r); err != nil {
@@ -152,6 +162,14 @@ func (r ProbeResult) Text() string {
 			fmt.Fprintf(&b, "          banner %s\n          host key %s %s\n", r.Signed.Banner, r.Signed.HostKeyType, r.Signed.Fingerprint)
 		} else {
 			fmt.Fprintf(&b, "          FAIL: %s\n", r.Signed.Error)
+		}
+		// After the host key: a script that takes the first SHA256: of
+		// the output gets the host key's, as before keys had
+		// fingerprints.
+		if r.Keys > 1 {
+			fmt.Fprintf(&b, "          TCP-MD5 key %d of %d: %s\n", r.KeyIndex, r.Keys, r.KeyFingerprint)
+		} else {
+			fmt.Fprintf(&b, "          TCP-MD5 key %s\n", r.KeyFingerprint)
 		}
 	}
 	fmt.Fprintf(&b, "unsigned: %s\n", r.Unsigned.Result)

@@ -5,6 +5,12 @@
 // It fails closed: every connection attempt gets its key before connect, and
 // an attempt whose key cannot be set is abandoned, so nothing is ever sent
 // unsigned when a key was meant.
+//
+// A host may have several keys while its key is rotated: Dial then races
+// one connection per key, each signed with its own from the first SYN, and
+// keeps the first whose handshake completes. A server drops the SYNs whose
+// signature it cannot verify without a word, so the others never answer
+// and are closed.
 package proxy
 
 import (
@@ -29,26 +35,41 @@ type Options struct {
 	Network string
 	// Timeout bounds resolving and connecting together; 0 means none.
 	Timeout time.Duration
-	Secret  md5.Secret
-	// KeyName says where the secret came from, for messages (e.g.
-	// "hosts.bastion"); it must never be the secret.
+	// Secrets are the keys to sign with, newest first: one, or up to
+	// keyring.MaxHostKeys during a rotation, each dialled at once.
+	Secrets []md5.Secret
+	// KeyName says where the secrets came from, for messages (e.g.
+	// "hosts.bastion"); it must never be a secret.
 	KeyName string
 	// Resolver resolves Host; nil means net.DefaultResolver.
 	Resolver *net.Resolver
 }
 
-// Dial resolves o.Host and connects to the first of its addresses that
-// answers, signing every attempt with o.Secret.
+// Dial is DialAny without the index of the key that connected.
+func Dial(ctx context.Context, o Options) (*net.TCPConn, error) {
+	c, _, err := DialAny(ctx, o)
+	return c, err
+}
+
+// DialAny resolves o.Host and connects to the first of its addresses that
+// answers, signing every attempt. With several o.Secrets it dials with each
+// at once, a socket per key, returns the first connection to complete and
+// the index of its key in o.Secrets, and closes the others.
 //
 // Errors are *NoAnswerError when the deadline passed with no answer (the
 // usual symptom of a key mismatch: the server drops the SYN silently),
 // *RefusedError when the connection was refused, and otherwise a wrapped
 // error naming host and port.
-func Dial(ctx context.Context, o Options) (*net.TCPConn, error) {
-	if len(o.Secret) == 0 {
-		// Fail closed: an empty secret would make DialControl's key a
-		// delete, i.e. an unsigned dial.
-		return nil, errors.New("proxy: no secret given; refusing to dial unsigned")
+func DialAny(ctx context.Context, o Options) (*net.TCPConn, int, error) {
+	if len(o.Secrets) == 0 {
+		return nil, -1, errors.New("proxy: no secret given; refusing to dial unsigned")
+	}
+	for _, s := range o.Secrets {
+		if len(s) == 0 {
+			// Fail closed: an empty secret would make DialControl's
+			// key a delete, i.e. an unsigned dial.
+			return nil, -1, errors.New("proxy: an empty secret given; refusing to dial unsigned")
+		}
 	}
 	network := o.Network
 	if network == "" {
@@ -60,7 +81,64 @@ func Dial(ctx context.Context, o Options) (*net.TCPConn, error) {
 		defer cancel()
 	}
 	var tried attempts
-	sign := md5.DialControl(o.Secret)
+	if len(o.Secrets) == 1 {
+		c, err := dialOne(ctx, o, network, o.Secrets[0], &tried)
+		if err != nil {
+			return nil, -1, classify(err, o, tried.list())
+		}
+		return c, 0, nil
+	}
+	// One goroutine per key, so the sockets are made on other threads:
+	// a caller that entered a network namespace on its own thread only
+	// (setns) must run the whole process in it, as ip netns exec does.
+	// The losers are cancelled once one connects; a SYN_SENT socket
+	// closes without a packet, so the server sees nothing more of them.
+	race, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		i   int
+		c   *net.TCPConn
+		err error
+	}
+	ch := make(chan result, len(o.Secrets))
+	for i, s := range o.Secrets {
+		go func() {
+			c, err := dialOne(race, o, network, s, &tried)
+			ch <- result{i, c, err}
+		}()
+	}
+	errs := make([]error, len(o.Secrets))
+	var won *result
+	for range o.Secrets {
+		r := <-ch
+		switch {
+		case r.err != nil:
+			errs[r.i] = r.err
+		case won == nil:
+			won = &r
+			cancel()
+		default:
+			r.c.Close() // completed at the same moment: one is enough
+		}
+	}
+	if won != nil {
+		return won.c, won.i, nil
+	}
+	// Every key failed. A refusal or a local error says more than a
+	// silence, which is what every key but the server's gets anyway.
+	err := errs[0]
+	for _, e := range errs {
+		if !isTimeout(e) {
+			err = e
+			break
+		}
+	}
+	return nil, -1, classify(err, o, tried.list())
+}
+
+// dialOne dials with one key.
+func dialOne(ctx context.Context, o Options, network string, secret md5.Secret, tried *attempts) (*net.TCPConn, error) {
+	sign := md5.DialControl(secret)
 	d := net.Dialer{
 		Resolver: o.Resolver,
 		// Control runs for each address Happy Eyeballs tries, before
@@ -75,7 +153,7 @@ func Dial(ctx context.Context, o Options) (*net.TCPConn, error) {
 	d.SetMultipathTCP(false)
 	c, err := d.DialContext(ctx, network, net.JoinHostPort(o.Host, o.Port))
 	if err != nil {
-		return nil, classify(err, o, tried.list())
+		return nil, err
 	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -132,9 +210,9 @@ func classify(err error, o Options, tried []string) error {
 		}
 		return fmt.Errorf("%s port %s: resolving %s: %w", o.Host, o.Port, o.Host, dnsErr)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return &RefusedError{Host: o.Host, Port: o.Port, Tried: tried, KeyName: o.KeyName}
+		return &RefusedError{Host: o.Host, Port: o.Port, Tried: tried, KeyName: o.KeyName, Keys: len(o.Secrets)}
 	case isTimeout(err):
-		return &NoAnswerError{Host: o.Host, Port: o.Port, Tried: tried, Timeout: o.Timeout, KeyName: o.KeyName}
+		return &NoAnswerError{Host: o.Host, Port: o.Port, Tried: tried, Timeout: o.Timeout, KeyName: o.KeyName, Keys: len(o.Secrets)}
 	case len(tried) == 0:
 		// Nothing was dialled: the error is about resolving or
 		// choosing an address (e.g. -6 for a host with only IPv4).
@@ -170,6 +248,7 @@ type NoAnswerError struct {
 	Tried      []string // addresses a SYN was sent to
 	Timeout    time.Duration
 	KeyName    string
+	Keys       int // how many keys were tried, each on its own socket
 }
 
 func (e *NoAnswerError) Error() string {
@@ -181,8 +260,12 @@ func (e *NoAnswerError) Error() string {
 	if len(e.Tried) > 0 {
 		fmt.Fprintf(&b, " from %s", strings.Join(e.Tried, ", "))
 	}
-	b.WriteString(signedWith(e.KeyName))
-	b.WriteString(". Likely causes: the server does not have this key or has another one;" +
+	b.WriteString(signedWith(e.KeyName, e.Keys))
+	which := "this key"
+	if e.Keys > 1 {
+		which = "any of these keys"
+	}
+	b.WriteString(". Likely causes: the server does not have " + which + " or has another one;" +
 		" a NAT between you and the server rewrites addresses, which breaks TCP-MD5;" +
 		" the host is down or filtered;" +
 		" nothing listens on that port (its reset is unsigned, so it is dropped and looks the same).")
@@ -196,6 +279,7 @@ type RefusedError struct {
 	Host, Port string
 	Tried      []string
 	KeyName    string
+	Keys       int
 }
 
 func (e *RefusedError) Error() string {
@@ -204,14 +288,17 @@ func (e *RefusedError) Error() string {
 	if len(e.Tried) > 0 {
 		fmt.Fprintf(&b, " by %s", strings.Join(e.Tried, ", "))
 	}
-	b.WriteString(signedWith(e.KeyName))
+	b.WriteString(signedWith(e.KeyName, e.Keys))
 	b.WriteString(". Nothing accepts connections on that port: the TCP-MD5 listener or sshd is not running, the port is wrong, or a firewall rejects it.")
 	return b.String()
 }
 
-func signedWith(keyName string) string {
-	if keyName == "" {
+func signedWith(keyName string, keys int) string {
+	switch {
+	case keyName == "":
 		return ""
+	case keys > 1:
+		return fmt.Sprintf(" (signed with each of the %d keys from %s, one connection each)", keys, keyName)
 	}
 	return " (signed with the key from " + keyName + ")"
 }

@@ -115,7 +115,7 @@ func dialIn(ns *testnet.NS, o Options) (c *net.TCPConn, err error) {
 func dialTestKey(t *testing.T, ns *testnet.NS, ln net.Listener) *net.TCPConn {
 	t.Helper()
 	addr := ln.Addr().(*net.TCPAddr)
-	conn, err := dialIn(ns, Options{Host: addr.IP.String(), Port: portOf(ln), Timeout: 5 * time.Second, Secret: md5.Secret(testSecret)})
+	conn, err := dialIn(ns, Options{Host: addr.IP.String(), Port: portOf(ln), Timeout: 5 * time.Second, Secrets: []md5.Secret{md5.Secret(testSecret)}})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -258,7 +258,7 @@ func TestDialWrongKey(t *testing.T) {
 	ns, ln := keyedListener(t, md5.Secret(testSecret))
 	start := time.Now()
 	_, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: time.Second,
-		Secret: md5.Secret("another-secret"), KeyName: "hosts.x"})
+		Secrets: []md5.Secret{md5.Secret("another-secret")}, KeyName: "hosts.x"})
 	var na *NoAnswerError
 	if !errors.As(err, &na) {
 		t.Fatalf("got %v, want NoAnswerError", err)
@@ -295,11 +295,13 @@ func TestDialFailsClosed(t *testing.T) {
 		}
 	}()
 	tooLong := md5.Secret(strings.Repeat("k", md5.MaxKeyLen+1))
-	for _, s := range []md5.Secret{nil, tooLong} {
-		c, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 2 * time.Second, Secret: s})
+	// A list with a bad key is refused whole: a key that cannot be set
+	// must not leave its socket to connect unsigned beside the others.
+	for _, ss := range [][]md5.Secret{nil, {nil}, {tooLong}, {md5.Secret("ok"), nil}} {
+		c, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 2 * time.Second, Secrets: ss})
 		if err == nil {
 			c.Close()
-			t.Errorf("secret of %d bytes: Dial succeeded", len(s))
+			t.Errorf("secrets %d: Dial succeeded", len(ss))
 		}
 		if strings.Contains(fmt.Sprint(err), string(tooLong)) {
 			t.Errorf("the secret is in the error")

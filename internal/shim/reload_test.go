@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
@@ -340,9 +341,19 @@ func TestReloadPrefixChanges(t *testing.T) {
 		p.waitLog(wantLog, time.Second)
 	}
 
-	peers = map[string][]byte{"0.0.0.0/0": k1, "10.251.0.1/32": e.secret(), "10.252.0.1/32": kf, "10.252.0.2/32": kf}
+	k2 := e.secret()
+	peers = map[string][]byte{"0.0.0.0/0": k1, "10.251.0.1/32": k2, "10.252.0.1/32": kf, "10.252.0.2/32": kf}
 	e.writeKeyring(kr, peers)
 	hup(`reload: 4 key\(s\) from \S+ in force: \+2 -2 prefixes, 1 key\(s\) changed \(\+10\.252\.0\.1/32 \+10\.252\.0\.2/32 -10\.251\.0\.2/32 -10\.251\.0\.3/32\)`)
+	// Per prefix added or changed, the fingerprint in force; the
+	// unchanged catch-all is not repeated.
+	fp := func(k []byte) string { return regexp.QuoteMeta(fingerprint.Of(k)) }
+	p.waitLog(`reload: 10\.251\.0\.1/32 key changed: `+fp(k2)+` \(was `+fp(kf)+`\)`, time.Second)
+	p.waitLog(`reload: 10\.252\.0\.1/32 key added: `+fp(kf), time.Second)
+	p.waitLog(`reload: 10\.252\.0\.2/32 key added: `+fp(kf), time.Second)
+	if strings.Contains(p.log(), "0.0.0.0/0 key") {
+		t.Errorf("the unchanged catch-all's key is logged as changed:\n%s", p.log())
+	}
 	e.checkKeys(pid, addr, peers)
 
 	// Only the catch-all left, as from a cut keyring: refused, 3 > bound.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 	"github.com/sshmd5/sshmd5/internal/md5"
 )
 
@@ -233,6 +235,45 @@ func (d *inetd) reload() {
 	added, removed, changed := md5.Compare(old, keys)
 	d.log.Printf("reload: %d key(s) from %s in force: +%d -%d prefixes, %d key(s) changed%s",
 		len(keys), d.cfg.Keyring, len(added), len(removed), len(changed), prefixList(added, removed))
+	for _, line := range fingerprintLines(old, keys) {
+		d.log.Printf("reload: %s", line)
+	}
+}
+
+// fingerprintLines says, per prefix whose key a reload added or changed,
+// the fingerprint now in force (and the one before), a few of them, so
+// that an operator can match a rotation against the clients' keygen or
+// probe output without the key in the log.
+func fingerprintLines(old, new []md5.Key) []string {
+	const most = 8
+	type id struct {
+		p   netip.Prefix
+		ifx int
+	}
+	was := make(map[id]md5.Secret, len(old))
+	for _, k := range old {
+		was[id{k.Prefix, k.Ifindex}] = k.Secret
+	}
+	var out []string
+	n := 0
+	for _, k := range new {
+		prev, had := was[id{k.Prefix, k.Ifindex}]
+		if had && prev.Equal(k.Secret) {
+			continue
+		}
+		if n++; n > most {
+			continue
+		}
+		if had {
+			out = append(out, fmt.Sprintf("%s key changed: %s (was %s)", k, fingerprint.Of(k.Secret), fingerprint.Of(prev)))
+		} else {
+			out = append(out, fmt.Sprintf("%s key added: %s", k, fingerprint.Of(k.Secret)))
+		}
+	}
+	if n > most {
+		out = append(out, fmt.Sprintf("%d more key(s) added or changed (sshd-md5-socket status lists every fingerprint)", n-most))
+	}
+	return out
 }
 
 // massRemovalMin is how many keys besides its catch-alls a listener must

@@ -19,6 +19,7 @@ import (
 // Capture is a running tcpdump writing one port's TCP segments to a file.
 type Capture struct {
 	ns      *NS
+	port    int // the port captured
 	file    string
 	cmd     *exec.Cmd
 	stderr  *LockedBuffer
@@ -55,6 +56,7 @@ func (ns *NS) StartCapture(t testing.TB, iface string, port int) *Capture {
 	requireBinary(t, "tcpdump")
 	c := &Capture{
 		ns:     ns,
+		port:   port,
 		file:   filepath.Join(t.TempDir(), "capture.pcap"),
 		stderr: &LockedBuffer{},
 		done:   make(chan error, 1),
@@ -159,6 +161,48 @@ func (c *Capture) Analyze(t testing.TB, secret []byte) CaptureStats {
 	return parseTcpdump(bytes.NewReader(out))
 }
 
+// AnalyzeByPort is Analyze per connection: the stats of the segments to
+// and from each peer port (the end that is not the captured port), so
+// that a test can tell which of a client's connections got an answer.
+func (c *Capture) AnalyzeByPort(t testing.TB, secret []byte) map[uint16]CaptureStats {
+	t.Helper()
+	if !c.stopped {
+		t.Fatalf("testnet: AnalyzeByPort before Stop")
+	}
+	if bytes.IndexByte(secret, 0) >= 0 {
+		t.Fatalf("testnet: secret contains a NUL byte, which tcpdump -M cannot take")
+	}
+	args := []string{"-r", c.file, "-nn", "-vv"}
+	if secret != nil {
+		args = append(args, "-M", string(secret))
+	}
+	out, err := exec.Command("tcpdump", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("testnet: reading capture back with tcpdump -r: %v\n%s", err, redact(out, secret))
+	}
+	byPort := map[uint16]CaptureStats{}
+	for _, seg := range segments(bytes.NewReader(out)) {
+		m := portsRE.FindStringSubmatch(seg)
+		if m == nil {
+			continue
+		}
+		peer := m[1]
+		if peer == strconv.Itoa(c.port) {
+			peer = m[2]
+		}
+		n, err := strconv.ParseUint(peer, 10, 16)
+		if err != nil {
+			continue
+		}
+		st := byPort[uint16(n)]
+		st.add(seg)
+		byPort[uint16(n)] = st
+	}
+	return byPort
+}
+
+var portsRE = regexp.MustCompile(`\S+\.(\d+) > \S+\.(\d+): Flags`)
+
 // redact hides the secret should tcpdump ever echo it.
 func redact(out, secret []byte) []byte {
 	if len(secret) == 0 {
@@ -183,10 +227,19 @@ var (
 // The MD5 option is looked for only inside "options [...]".
 func parseTcpdump(r io.Reader) CaptureStats {
 	var s CaptureStats
+	for _, seg := range segments(r) {
+		s.add(seg)
+	}
+	return s
+}
+
+// segments splits tcpdump -vv output into one text per segment.
+func segments(r io.Reader) []string {
+	var out []string
 	var seg strings.Builder
 	flush := func() {
 		if seg.Len() > 0 {
-			s.add(seg.String())
+			out = append(out, seg.String())
 			seg.Reset()
 		}
 	}
@@ -204,7 +257,7 @@ func parseTcpdump(r io.Reader) CaptureStats {
 		seg.WriteByte('\n')
 	}
 	flush()
-	return s
+	return out
 }
 
 // add counts one segment's text.

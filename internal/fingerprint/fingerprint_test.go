@@ -1,0 +1,40 @@
+package fingerprint
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+// The vector was computed with coreutils, not with this code:
+//
+//	printf 'sshmd5 key fingerprint v1\000KEY' | sha256sum | cut -d' ' -f1 |
+//	    tr a-f A-F | basenc --base16 -d | base64 | tr -d =
+//
+// It pins the format: a change here changes what every operator compares,
+// so it must come with a new Context version.
+func TestKnownVector(t *testing.T) {
+	const key = "hunter2-hunter2-hunter2-hunter2-hunter2-hun"
+	const want = "MD5KEY:SHA256:Y78s+cIJ7L4Fx1ODLACDDxwJV4vCGopYzEE5eIwReq4"
+	if got := Of([]byte(key)); got != want {
+		t.Fatalf("Of(%q) = %s, want %s", key, got, want)
+	}
+}
+
+func TestDomainSeparated(t *testing.T) {
+	key := []byte("some key")
+	plain := sha256.Sum256(key)
+	if strings.Contains(Of(key), base64.RawStdEncoding.EncodeToString(plain[:])) {
+		t.Fatal("fingerprint is the plain SHA-256 of the key")
+	}
+	if Of(key) == Of([]byte("some key\n")) {
+		t.Fatal("keys that differ by a byte share a fingerprint")
+	}
+	if got := Of(key); !strings.HasPrefix(got, Prefix) || len(got) != len(Prefix)+43 {
+		t.Fatalf("Of = %q: want %s and 43 characters", got, Prefix)
+	}
+	if strings.Contains(Of(key), string(key)) {
+		t.Fatal("fingerprint holds the key")
+	}
+}
