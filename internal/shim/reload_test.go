@@ -234,23 +234,12 @@ func TestReloadPastReadBackLimit(t *testing.T) {
 	e.expectNoAnswer(addr, kc2)
 
 	// The same number of keys on a socket systemd would pass: refused.
-	var ln net.Listener
 	saddr := hostPort(e.link.AddrA4, port+1)
 	keys := []md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: k1}}
 	for p := range manyPeers(fillers, nil, nil) {
 		keys = append(keys, md5.Key{Prefix: netip.MustParsePrefix(p), Secret: kf})
 	}
-	if err := e.server.Do(func() error {
-		lc := net.ListenConfig{Control: md5.ListenControl(keys)}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(t.Context(), "tcp4", saddr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, _ := ln.(*net.TCPListener).File()
+	f, _ := e.server.Listen(t, "tcp4", saddr, keys).File()
 	defer f.Close()
 	p2 := e.start([]*os.File{f}, "sh", "-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`, e.shim, "-k", kr, "--", "/bin/true")
 	select {
@@ -400,17 +389,8 @@ func TestStoredSocketPastReadBackLimit(t *testing.T) {
 	for p := range manyPeers(fillers, nil, nil) {
 		keys = append(keys, md5.Key{Prefix: netip.MustParsePrefix(p), Secret: kf})
 	}
-	var ln net.Listener
-	if err := e.server.Do(func() error {
-		lc := net.ListenConfig{Control: md5.ListenControl(keys)}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(t.Context(), "tcp4", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	f, _ := ln.(*net.TCPListener).File()
+	ln := e.server.Listen(t, "tcp4", addr, keys)
+	f, _ := ln.File()
 	name := "sshd-md5-listen-tcp4-" + strings.ReplaceAll(addr, ":", "_")
 	p := e.start([]*os.File{f}, "sh", append([]string{"-c", `export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=` + name + `; exec "$0" "$@"`,
 		e.shim, "-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
@@ -442,18 +422,9 @@ func TestStoredSocketsMatchedToListen(t *testing.T) {
 	clientNet := netip.MustParsePrefix(e.link.AddrB4.String() + "/32")
 	var files []*os.File
 	for _, a := range []string{keep, drop} {
-		var ln net.Listener
 		keys := []md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: k1}, {Prefix: clientNet, Secret: stale}}
-		if err := e.server.Do(func() error {
-			lc := net.ListenConfig{Control: md5.ListenControl(keys)}
-			lc.SetMultipathTCP(false)
-			var err error
-			ln, err = lc.Listen(t.Context(), "tcp4", a)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		f, _ := ln.(*net.TCPListener).File()
+		ln := e.server.Listen(t, "tcp4", a, keys)
+		f, _ := ln.File()
 		ln.Close()
 		files = append(files, f)
 	}

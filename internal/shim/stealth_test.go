@@ -2,7 +2,6 @@ package shim_test
 
 import (
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,17 +24,8 @@ func TestStealthClosedListenerMode(t *testing.T) {
 	kr := filepath.Join(e.dir, "keyring.toml")
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
-	var ln net.Listener
-	if err := e.server.Do(func() error {
-		lc := net.ListenConfig{}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(t.Context(), "tcp4", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	f, err := ln.(*net.TCPListener).File()
+	ln := e.server.Listen(t, "tcp4", addr, nil)
+	f, err := ln.File()
 	if err != nil {
 		t.Fatal(err)
 	}

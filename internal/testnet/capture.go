@@ -143,8 +143,15 @@ func (c *Capture) Stop(t testing.TB, secret []byte) CaptureStats {
 // like Stop does; use it to check the same capture with other secrets.
 func (c *Capture) Analyze(t testing.TB, secret []byte) CaptureStats {
 	t.Helper()
+	return parseTcpdump(bytes.NewReader(c.readBack(t, "Analyze", secret)))
+}
+
+// readBack prints the stopped capture with tcpdump -r, verifying
+// signatures with secret (nil: none).
+func (c *Capture) readBack(t testing.TB, caller string, secret []byte) []byte {
+	t.Helper()
 	if !c.stopped {
-		t.Fatalf("testnet: Analyze before Stop")
+		t.Fatalf("testnet: %s before Stop", caller)
 	}
 	if bytes.IndexByte(secret, 0) >= 0 {
 		t.Fatalf("testnet: secret contains a NUL byte, which tcpdump -M cannot take")
@@ -158,7 +165,7 @@ func (c *Capture) Analyze(t testing.TB, secret []byte) CaptureStats {
 		// The argv holds the secret: report neither it nor the command line.
 		t.Fatalf("testnet: reading capture back with tcpdump -r: %v\n%s", err, redact(out, secret))
 	}
-	return parseTcpdump(bytes.NewReader(out))
+	return out
 }
 
 // AnalyzeByPort is Analyze per connection: the stats of the segments to
@@ -166,20 +173,7 @@ func (c *Capture) Analyze(t testing.TB, secret []byte) CaptureStats {
 // that a test can tell which of a client's connections got an answer.
 func (c *Capture) AnalyzeByPort(t testing.TB, secret []byte) map[uint16]CaptureStats {
 	t.Helper()
-	if !c.stopped {
-		t.Fatalf("testnet: AnalyzeByPort before Stop")
-	}
-	if bytes.IndexByte(secret, 0) >= 0 {
-		t.Fatalf("testnet: secret contains a NUL byte, which tcpdump -M cannot take")
-	}
-	args := []string{"-r", c.file, "-nn", "-vv"}
-	if secret != nil {
-		args = append(args, "-M", string(secret))
-	}
-	out, err := exec.Command("tcpdump", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("testnet: reading capture back with tcpdump -r: %v\n%s", err, redact(out, secret))
-	}
+	out := c.readBack(t, "AnalyzeByPort", secret)
 	byPort := map[uint16]CaptureStats{}
 	for _, seg := range segments(bytes.NewReader(out)) {
 		m := portsRE.FindStringSubmatch(seg)

@@ -16,9 +16,11 @@ package testnet
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -31,6 +33,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/md5"
 )
 
 // RequireRoot fails the test (t.Fatal, not skip) unless euid is 0.
@@ -311,4 +315,27 @@ func Connect(t testing.TB, a, b *NS) *Link {
 		}
 	}
 	return l
+}
+
+// Listen opens a TCP listener on addr inside the namespace, with keys set
+// before bind and listen (none: unkeyed, as a .socket unit's), the way
+// systemd or an earlier run of the shim would have left it. It is closed
+// at cleanup.
+func (ns *NS) Listen(t testing.TB, network, addr string, keys []md5.Key) *net.TCPListener {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() error {
+		lc := net.ListenConfig{}
+		if keys != nil {
+			lc.Control = md5.ListenControl(keys)
+		}
+		lc.SetMultipathTCP(false)
+		var err error
+		ln, err = lc.Listen(context.Background(), network, addr)
+		return err
+	}); err != nil {
+		t.Fatalf("testnet: listen on %s in %s: %v", addr, ns.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
 }
