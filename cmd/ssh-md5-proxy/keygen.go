@@ -33,6 +33,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 	var out, alias string
 	flags.StringVar(&out, "o", "", "")
 	flags.StringVar(&alias, "n", "", "")
+	cliflag.Once(flags)
 	usageErr := usageError(stderr, "keygen")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

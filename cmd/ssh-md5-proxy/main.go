@@ -103,6 +103,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	flags.BoolVar(&fdpass, "fdpass", false, "")
 	flags.BoolVar(&hasKey, "has-key", false, "")
 	flags.BoolVar(&showVersion, "version", false, "")
+	cliflag.Once(flags)
 	usageErr := usageError(stderr, "")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

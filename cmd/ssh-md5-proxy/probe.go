@@ -45,6 +45,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	flags.StringVar(&timeoutStr, "t", "10s", "")
 	flags.StringVar(&unsignedStr, "u", "3s", "")
 	flags.BoolVar(&asJSON, "json", false, "")
+	cliflag.Once(flags)
 	usageErr := usageError(stderr, "probe")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -119,6 +119,7 @@ func run(args []string, stderr *os.File) int {
 	knocks := fs.Bool("knocks", true, "")
 	fs.StringVar(&cfg.Stealth, "stealth", string(stealth.DefaultMode), "")
 	showVersion := fs.Bool("version", false, "")
+	cliflag.Once(fs, "l")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usage)
@@ -185,6 +186,7 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 	} else {
 		fs.BoolVar(&asJSON, "json", false, "")
 	}
+	cliflag.Once(fs, "l")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			if cmd == "check" {

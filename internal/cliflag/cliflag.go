@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -44,4 +45,34 @@ func Dash(name string) string {
 		return "--" + name
 	}
 	return "-" + name
+}
+
+// Once makes every flag of fs that takes a value, except the repeatable
+// ones named, an error when given twice: "-k a.toml -k b.toml" is a
+// mistake to report, not "the last one wins". Switches (bool flags) may
+// repeat. Call it after the flags are defined and before Parse.
+func Once(fs *flag.FlagSet, repeatable ...string) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if slices.Contains(repeatable, f.Name) {
+			return
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			return
+		}
+		f.Value = &once{Value: f.Value, name: f.Name}
+	})
+}
+
+type once struct {
+	flag.Value
+	name string
+	set  bool
+}
+
+func (o *once) Set(v string) error {
+	if o.set {
+		return fmt.Errorf("%s given twice; it takes one value, give it once", Dash(o.name))
+	}
+	o.set = true
+	return o.Value.Set(v)
 }

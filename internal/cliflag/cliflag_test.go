@@ -34,3 +34,38 @@ func TestMessage(t *testing.T) {
 		}
 	}
 }
+
+func TestOnce(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	k := fs.String("k", "", "")
+	var ls []string
+	fs.Func("l", "", func(v string) error { ls = append(ls, v); return nil })
+	fs.Int("max-conns", 1, "")
+	fs.Bool("json", false, "")
+	Once(fs, "l")
+	if err := fs.Parse([]string{"-k", "a", "-l", "x", "-l", "y", "--json", "--json"}); err != nil {
+		t.Fatalf("repeatable -l and a repeated switch: %v", err)
+	}
+	if *k != "a" || len(ls) != 2 {
+		t.Errorf("k %q, l %q", *k, ls)
+	}
+	for _, args := range [][]string{{"-k", "a", "-k", "b"}, {"--max-conns", "2", "--max-conns=3"}} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.String("k", "", "")
+		fs.Int("max-conns", 1, "")
+		Once(fs)
+		err := fs.Parse(args)
+		if err == nil {
+			t.Fatalf("%q: parsed", args)
+		}
+		name := "-k"
+		if args[0] != "-k" {
+			name = "--max-conns"
+		}
+		if got, want := Message(fs, err), name+" given twice; it takes one value, give it once"; got != want {
+			t.Errorf("%q: %q, want %q", args, got, want)
+		}
+	}
+}
