@@ -17,8 +17,17 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// TestUsageScripts: help, usage errors and their exit codes. They open no
+// socket and read no key, so they need no root.
+func TestUsageScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:  "testdata/usage",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"exits": testnet.ScriptExits},
+	})
+}
+
 // The scripts check what the command says and does before it serves
-// anything: usage, and each reason to refuse to start.
+// anything: each reason to refuse to start.
 func TestScripts(t *testing.T) {
 	testnet.RequireRoot(t) // keying and reading keys back need root
 	testscript.Run(t, testscript.Params{
