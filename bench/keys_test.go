@@ -4,8 +4,6 @@ package bench
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -39,11 +37,7 @@ type keysSet struct {
 	changeB md5.Secret
 }
 
-func keysSecret() md5.Secret {
-	b := make([]byte, 24)
-	rand.Read(b)
-	return md5.Secret(hex.EncodeToString(b))
-}
+func keysSecret() md5.Secret { return md5.Secret(testnet.NewSecret()) }
 
 // keysMake builds n prefixes: 0.0.0.0/0 and n-1 /32s in 10.251.0.0/16,
 // where no real peer lives. The last prefix is the one a reload changes.

@@ -60,13 +60,7 @@ func newE2E(t *testing.T, serverSecret md5.Secret) *e2e {
 }
 
 // newSecret returns a random printable secret (tcpdump -M takes a string).
-func newSecret(t *testing.T) md5.Secret {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random secret: %v", err)
-	}
-	return md5.Secret(hex.EncodeToString(b))
-}
+func newSecret(t *testing.T) md5.Secret { return md5.Secret(testnet.NewSecret()) }
 
 // writeKeyring writes a 0600 keyring whose entries (TOML table names) all
 // use secret, from a key file.

@@ -3,8 +3,6 @@ package shim_test
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -54,9 +52,7 @@ func newEnv(t *testing.T, sshdExtra ...string) *env {
 
 // secret returns a fresh random key; tests compare keys, never print them.
 func (e *env) secret() []byte {
-	b := make([]byte, 16)
-	rand.Read(b)
-	s := []byte("SECRET-" + hex.EncodeToString(b))
+	s := testnet.NewSecret()
 	e.secrets = append(e.secrets, s)
 	return s
 }

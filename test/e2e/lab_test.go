@@ -138,11 +138,7 @@ func randHex(n int) string {
 }
 
 // newSecret returns a random printable secret (tcpdump -M takes a string).
-func newSecret() []byte {
-	b := make([]byte, 20)
-	rand.Read(b)
-	return []byte(hex.EncodeToString(b))
-}
+func newSecret() []byte { return testnet.NewSecret() }
 
 // writeKeyring writes a 0600 key file and a 0600 keyring with one table
 // per name in section ("peers" for the shim, "hosts" for the proxy).

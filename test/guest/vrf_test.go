@@ -2,8 +2,6 @@ package guest
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -97,11 +95,7 @@ func (n *vrfNet) expectNoAnswer(t *testing.T, what string, secret []byte) {
 	}
 }
 
-func secret(t *testing.T) []byte {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return []byte("SECRET-" + hex.EncodeToString(b))
-}
+func secret(t *testing.T) []byte { return testnet.NewSecret() }
 
 // TestVRFKeyReconcile is the md5 package on its own: a listener keyed with
 // a catch-all and a VRF key for the client, reconciled as the shim does at

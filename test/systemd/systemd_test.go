@@ -26,7 +26,6 @@ package systemd_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -364,13 +363,7 @@ func run(t *testing.T, name string, args ...string) string {
 // newSecret returns a random printable TCP-MD5 secret.
 func newSecret(t *testing.T) string {
 	t.Helper()
-	b := make([]byte, 24)
-	rand.Read(b) // never fails on Linux
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
+	return string(testnet.NewSecret())
 }
 
 // boot starts systemd-nspawn on root inside the network namespace ns and
