@@ -23,10 +23,13 @@ func (c Counters) Sub(old Counters) Counters {
 
 // ReadCounters reads TcpExt TCPMD5* from /proc/net/netstat.
 func ReadCounters() (Counters, error) {
-	return readCounters("/proc/net/netstat")
+	return ReadCountersAt("/proc/net/netstat")
 }
 
-func readCounters(path string) (Counters, error) {
+// ReadCountersAt reads them from a netstat file of another place, such as
+// /proc/thread-self/net/netstat for a thread switched to another network
+// namespace.
+func ReadCountersAt(path string) (Counters, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Counters{}, err
@@ -36,6 +39,7 @@ func readCounters(path string) (Counters, error) {
 	// "TcpExt: 1 2 ...".
 	var names []string
 	var c Counters
+	seen := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -62,7 +66,13 @@ func readCounters(path string) (Counters, error) {
 				c.Failure = n
 			case "TCPMD5Unexpected":
 				c.Unexpected = n
+			default:
+				continue
 			}
+			seen++
+		}
+		if seen != 3 {
+			return Counters{}, fmt.Errorf("%s: no TcpExt TCPMD5* counters (a kernel without CONFIG_TCP_MD5SIG?)", path)
 		}
 		return c, nil
 	}

@@ -52,7 +52,7 @@ func inNewNetns(t *testing.T) {
 
 func counters(t *testing.T) Counters {
 	t.Helper()
-	c, err := readCounters("/proc/thread-self/net/netstat")
+	c, err := ReadCountersAt("/proc/thread-self/net/netstat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func TestMPTCPRefused(t *testing.T) {
 func TestReadCounters(t *testing.T) {
 	p := t.TempDir() + "/netstat"
 	os.WriteFile(p, []byte("TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure\nTcpExt: 1 7 8 9\nIpExt: A\nIpExt: 1\n"), 0o600)
-	c, err := readCounters(p)
+	c, err := ReadCountersAt(p)
 	if err != nil || c != (Counters{NotFound: 7, Unexpected: 8, Failure: 9}) {
 		t.Fatalf("got %+v, %v", c, err)
 	}

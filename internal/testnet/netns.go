@@ -14,8 +14,6 @@
 package testnet
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,7 +24,6 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -161,80 +158,24 @@ func (ns *NS) Do(fn func() error) (err error) {
 }
 
 // MD5Counters are the TcpExt TCPMD5* counters of one namespace.
-type MD5Counters struct {
-	NotFound   uint64 // unsigned segment where a key was expected
-	Unexpected uint64 // signed segment, but no key on our side
-	Failure    uint64 // signature did not verify (wrong key)
-}
+type MD5Counters = md5.Counters
 
 // MD5Counters reads the namespace's TCPMD5* counters from netstat as seen
 // from inside it.
 func (ns *NS) MD5Counters(t testing.TB) MD5Counters {
 	t.Helper()
-	var data []byte
+	var c MD5Counters
 	err := ns.Do(func() error {
 		// thread-self, not self: /proc/self/net shows the namespace of
 		// the process's main thread, not of this (switched) thread.
 		var err error
-		data, err = os.ReadFile("/proc/thread-self/net/netstat")
+		c, err = md5.ReadCountersAt("/proc/thread-self/net/netstat")
 		return err
 	})
 	if err != nil {
-		t.Fatalf("testnet: read netstat of %s: %v", ns.Name, err)
-	}
-	c, err := parseMD5Counters(data)
-	if err != nil {
-		t.Fatalf("testnet: netstat of %s: %v", ns.Name, err)
+		t.Fatalf("testnet: TCP-MD5 counters of %s: %v", ns.Name, err)
 	}
 	return c
-}
-
-// parseMD5Counters parses /proc/net/netstat: pairs of lines, "TcpExt:"
-// followed by names, then "TcpExt:" followed by the values.
-func parseMD5Counters(data []byte) (MD5Counters, error) {
-	var names []string
-	vals := map[string]uint64{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || f[0] != "TcpExt:" {
-			continue
-		}
-		if names == nil {
-			names = f[1:]
-			continue
-		}
-		for i, v := range f[1:] {
-			if i < len(names) {
-				n, err := strconv.ParseUint(v, 10, 64)
-				if err != nil {
-					return MD5Counters{}, fmt.Errorf("TcpExt %s: %v", names[i], err)
-				}
-				vals[names[i]] = n
-			}
-		}
-		break
-	}
-	var c MD5Counters
-	for name, p := range map[string]*uint64{
-		"TCPMD5NotFound": &c.NotFound, "TCPMD5Unexpected": &c.Unexpected, "TCPMD5Failure": &c.Failure,
-	} {
-		v, ok := vals[name]
-		if !ok {
-			return MD5Counters{}, fmt.Errorf("no TcpExt counter %s (kernel without CONFIG_TCP_MD5SIG?)", name)
-		}
-		*p = v
-	}
-	return c, nil
-}
-
-// Sub returns c - old, the change between two readings.
-func (c MD5Counters) Sub(old MD5Counters) MD5Counters {
-	return MD5Counters{
-		NotFound:   c.NotFound - old.NotFound,
-		Unexpected: c.Unexpected - old.Unexpected,
-		Failure:    c.Failure - old.Failure,
-	}
 }
 
 // Link is a veth pair joining two namespaces, addressed on both ends.
