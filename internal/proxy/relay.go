@@ -85,6 +85,14 @@ var spliceStats struct {
 	stalls   atomic.Int64 // sends refused while the socket was writable
 }
 
+// readable reports whether poll(2) finds the socket readable (data, or
+// the peer's FIN) right now.
+func readable(fd uintptr) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+	n, err := unix.Poll(p, 0)
+	return err == nil && n > 0 && p[0].Revents&(unix.POLLIN|unix.POLLRDHUP|unix.POLLHUP) != 0
+}
+
 // writable reports whether poll(2) finds the socket writable right now.
 func writable(fd uintptr) bool {
 	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
@@ -274,8 +282,13 @@ func spliceConnToPipe(out *os.File, conn *net.TCPConn) (written int64, handled b
 					return true
 				}
 				// EAGAIN: nothing to read or the pipe is full.
-				// Unread bytes in the socket mean the pipe is full.
-				if q, ierr := unix.IoctlGetInt(int(sfd), unix.SIOCINQ); ierr == nil && q > 0 {
+				// Unread bytes in the socket mean the pipe is full;
+				// so does a socket that is readable with none, which
+				// holds only the server's FIN. Waiting for the socket
+				// then would wait for an edge that has already passed
+				// (the poller reported it, with the FIN, before this
+				// wait began): the EOF is seen once the pipe has room.
+				if q, ierr := unix.IoctlGetInt(int(sfd), unix.SIOCINQ); (ierr == nil && q > 0) || readable(sfd) {
 					full = true
 					return true
 				}

@@ -313,3 +313,46 @@ func TestCopyGrowsPipes(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyEOFWithFullPipe: the server sends exactly what stdout's pipe
+// holds and closes. The relay moves it all into the pipe, so the socket
+// has no bytes left but its FIN, and the next splice fails with EAGAIN for
+// the full pipe. Waiting for the socket to become readable then would wait
+// forever (its readiness was reported, and consumed, with the FIN); the
+// relay must wait for room in the pipe and then see the EOF.
+func TestCopyEOFWithFullPipe(t *testing.T) {
+	for _, blocking := range []bool{true, false} {
+		t.Run(pipeMode(blocking), func(t *testing.T) {
+			ns, ln := keyedListener(t, md5.Secret(testSecret))
+			down := make([]byte, spliceMax) // what pipeFD asks the pipe to hold
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write(down)
+				c.Close()
+			}()
+			conn := dialTestKey(t, ns, ln)
+			inR, inW := pipePair(t, blocking)
+			defer inW.Close()
+			outR, outW := pipePair(t, blocking)
+			done := make(chan error, 1)
+			go func() { done <- Copy(conn, inR, outW) }()
+			// Let the data and the FIN arrive and the pipe fill before
+			// anything reads it.
+			time.Sleep(500 * time.Millisecond)
+			if n, err := io.CopyN(io.Discard, outR, int64(len(down))); err != nil {
+				t.Fatalf("read %d bytes from stdout (%v), want %d", n, err, len(down))
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Copy: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Copy did not return within 10s of the server closing: it waits for the socket, not for room in the pipe")
+			}
+		})
+	}
+}
