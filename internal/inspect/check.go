@@ -75,7 +75,7 @@ func Check(w io.Writer, path string, listen []string) error {
 		if p.Interface != "" {
 			iface = "interface " + p.Interface
 		}
-		ifx, err := p.Ifindex(path)
+		ifx, err := p.Ifindex(path, md5.CheckBindable)
 		if err != nil {
 			if errors.Is(err, md5.ErrNotVRF) {
 				iface += " (NOT A VRF)"

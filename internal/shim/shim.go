@@ -423,7 +423,7 @@ func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
 	}
 	keys := make([]md5.Key, 0, len(kr.Peers))
 	for _, p := range kr.Peers {
-		ifx, err := p.Ifindex(path)
+		ifx, err := p.Ifindex(path, md5.CheckBindable)
 		if err != nil {
 			return nil, nil, err
 		}
