@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package inspect reports on a server's TCP-MD5 setup for operators:
 // what a keyring would install (Check) and what the running listeners
 // carry (Status). It never prints key material.

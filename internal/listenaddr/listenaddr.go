@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package listenaddr reads the -l addresses of sshd-md5-socket: the shim
 // opens them, and check describes them without opening anything. Both
 // call Parse, so that both refuse the same lists with the same words.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package md5 is the only code in this module that talks to the kernel's
 // TCP-MD5 signature API (RFC 2385, TCP_MD5SIG and TCP_MD5SIG_EXT on Linux).
 //

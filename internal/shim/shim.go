@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package shim is sshd-md5-socket: it puts the TCP-MD5 keys of a keyring on
 // sshd's listening sockets before any peer can reach sshd through them, and
 // then either serves each signed connection with its own `sshd -i` (inetd
