@@ -18,6 +18,7 @@ import (
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // KeyMemEstimate is roughly what one key costs in the socket's option
@@ -49,7 +50,7 @@ func Check(w io.Writer, path string, listen []string) error {
 	if err != nil {
 		return err
 	}
-	socks := make([]md5.Socket, len(addrs))
+	socks := make([]tcpsig.Socket, len(addrs))
 	for i, a := range addrs {
 		socks[i] = a.Socket
 	}

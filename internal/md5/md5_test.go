@@ -19,6 +19,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // inNewNetns moves the calling goroutine's thread into a fresh network
@@ -172,9 +174,9 @@ func TestStructLayout(t *testing.T) {
 }
 
 func TestEncode(t *testing.T) {
-	v4 := Socket{Family: unix.AF_INET, Takes4: true}
-	dual := Socket{Family: unix.AF_INET6, Takes4: true, Takes6: true}
-	v6 := Socket{Family: unix.AF_INET6, Takes6: true}
+	v4 := Socket{tcpsig.Socket{Family: unix.AF_INET, Takes4: true}}
+	dual := Socket{tcpsig.Socket{Family: unix.AF_INET6, Takes4: true, Takes6: true}}
+	v6 := Socket{tcpsig.Socket{Family: unix.AF_INET6, Takes6: true}}
 	for _, c := range []struct {
 		s      Socket
 		k      Key
@@ -524,12 +526,12 @@ func TestKeysNotPermitted(t *testing.T) {
 // "add [peers."0.0.0.0/0"]" when that entry exists, bound to an interface.
 func TestUncoveredMessage(t *testing.T) {
 	all4 := netip.MustParsePrefix("0.0.0.0/0")
-	v4only := Socket{Family: unix.AF_INET, Takes4: true}
+	v4only := Socket{tcpsig.Socket{Family: unix.AF_INET, Takes4: true}}
 	err := v4only.Uncovered(nil)
 	if msg := fmt.Sprint(err); !strings.Contains(msg, `add [peers."0.0.0.0/0"] with a key`) || strings.Contains(msg, "one family only") {
 		t.Errorf("IPv4-only socket, no keys: %s", msg)
 	}
-	dual := Socket{Family: unix.AF_INET6, Takes4: true, Takes6: true}
+	dual := Socket{tcpsig.Socket{Family: unix.AF_INET6, Takes4: true, Takes6: true}}
 	if msg := fmt.Sprint(dual.Uncovered(nil)); !strings.Contains(msg, "or listen on one family only") {
 		t.Errorf("dual-stack socket, no keys: %s", msg)
 	}
