@@ -129,7 +129,7 @@ func Check(w io.Writer, path string, listen []string) error {
 		}
 		fmt.Fprintln(w, strings.Join(cover, "\n"))
 		if len(uncovered) > 0 {
-			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], s.Uncovered(keys)))
+			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], keyring.WordFix(s.Uncovered(keys))))
 		}
 		mem := len(apply) * KeyMemEstimate
 		switch {

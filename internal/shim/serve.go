@@ -20,6 +20,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
+	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
@@ -199,7 +200,7 @@ func (d *inetd) reload() {
 	logWarnings(d.log, "reload: ", kr)
 	for _, l := range d.lns {
 		if _, unc := l.sock.Cover(keys); len(unc) > 0 {
-			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, l.sock.Uncovered(keys))
+			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, keyring.WordFix(l.sock.Uncovered(keys)))
 			return
 		}
 	}

@@ -120,7 +120,7 @@ func (l *listener) rekey(keys []md5.Key) (md5.Diff, error) {
 	}
 	d, err := l.sock.ReconcileFrom(have, keys)
 	if err != nil {
-		return d, err
+		return d, keyring.WordFix(err)
 	}
 	l.installed, _ = l.sock.Cover(keys)
 	return d, nil
@@ -454,7 +454,7 @@ func (s *server) listen(ctx context.Context, network, addr string) (*listener, e
 		}
 		var ue md5.UncoveredError
 		if errors.As(err, &ue) {
-			return nil, fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, ue)
+			return nil, fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, keyring.WordFix(ue))
 		}
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}

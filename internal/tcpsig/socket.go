@@ -94,11 +94,15 @@ func (s Socket) Uncovered(keys []Key) error {
 	return e
 }
 
-func (e UncoveredError) Error() string {
-	var names []string
-	for _, p := range e.Missing {
-		names = append(names, fmt.Sprintf("[peers.%q]", p.String()))
-	}
+// Error words the fix without configuration syntax ("add a key for
+// 0.0.0.0/0"); the caller that knows where keys are written words it with
+// Worded.
+func (e UncoveredError) Error() string { return e.Worded(nil) }
+
+// Worded is the message with the fix named in the caller's configuration:
+// entry gives what holds a key for a prefix there (the keyring's
+// [peers."0.0.0.0/0"]); nil says "a key for 0.0.0.0/0".
+func (e UncoveredError) Worded(entry func(netip.Prefix) string) string {
 	msg := fmt.Sprintf("the socket takes %s peers but no key covers %s: peers outside the listed prefixes would connect unsigned",
 		e.Socket.Families(), joinPrefixes(e.Missing))
 	if len(e.Bound) > 0 {
@@ -106,7 +110,19 @@ func (e UncoveredError) Error() string {
 		// circle.
 		return msg + fmt.Sprintf("; the key for %s is bound to an interface, so it covers only peers on that interface: add a catch-all without interface, or listen on that interface's address only", joinPrefixes(e.Bound))
 	}
-	msg += fmt.Sprintf("; add %s with a key", strings.Join(names, " and "))
+	if entry == nil {
+		var names []string
+		for _, p := range e.Missing {
+			names = append(names, p.String())
+		}
+		msg += "; add a key for " + strings.Join(names, " and ")
+	} else {
+		var names []string
+		for _, p := range e.Missing {
+			names = append(names, entry(p))
+		}
+		msg += fmt.Sprintf("; add %s with a key", strings.Join(names, " and "))
+	}
 	if e.Socket.Takes4 && e.Socket.Takes6 {
 		msg += ", or listen on one family only"
 	}
