@@ -32,18 +32,23 @@ func TestOtherSystems(t *testing.T) {
 					t.Fatalf("GOOS=%s go %s: %v\n%s", goos, strings.Join(args, " "), err, o)
 				}
 			}
-			// The binary cannot run here; that it carries the message
-			// shows the stub, not the Linux command, was built.
+			// The binary cannot run here (internal/nolinux tests what it
+			// prints); that it carries the message and not the Linux
+			// command's usage shows the stub was built.
 			for _, name := range []string{"ssh-md5-proxy", "sshd-md5-socket"} {
+				file := name
 				if goos == "windows" {
-					name += ".exe"
+					file += ".exe"
 				}
-				b, err := os.ReadFile(filepath.Join(out, name))
+				b, err := os.ReadFile(filepath.Join(out, file))
 				if err != nil {
 					t.Fatalf("GOOS=%s: %v", goos, err)
 				}
 				if !bytes.Contains(b, []byte(tcpsig.ErrNeedsLinux.Error())) {
-					t.Errorf("GOOS=%s %s does not carry %q", goos, name, tcpsig.ErrNeedsLinux)
+					t.Errorf("GOOS=%s %s does not carry %q", goos, file, tcpsig.ErrNeedsLinux)
+				}
+				if bytes.Contains(bytes.ToLower(b), []byte("usage: "+name)) {
+					t.Errorf("GOOS=%s %s carries the Linux command's usage text: not the stub", goos, file)
 				}
 			}
 		})
