@@ -1,4 +1,4 @@
-//go:build bench
+//go:build bench && linux
 
 // Package bench measures, side by side in one run, what TCP-MD5 signing
 // costs and what ssh-md5-proxy and sshd-md5-socket add on top. Every

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command ssh-md5-proxy is an OpenSSH ProxyCommand that connects with
 // TCP-MD5 signatures (RFC 2385), taking the key from a keyring file.
 package main

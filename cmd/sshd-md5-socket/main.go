@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command sshd-md5-socket puts RFC 2385 TCP-MD5 keys on sshd's listening
 // sockets and serves only connections that carry them. See -h.
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package fdstore keeps listening sockets in systemd's file descriptor
 // store (FileDescriptorStoreMax=), so that a keyed socket outlives the
 // process that keyed it: systemd hands it back in LISTEN_FDS, under the

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package inspect reports on a server's TCP-MD5 setup for operators:
 // what a keyring would install (Check) and what the running listeners
 // carry (Status). It never prints key material.
@@ -16,6 +18,7 @@ import (
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // KeyMemEstimate is roughly what one key costs in the socket's option
@@ -47,7 +50,7 @@ func Check(w io.Writer, path string, listen []string) error {
 	if err != nil {
 		return err
 	}
-	socks := make([]md5.Socket, len(addrs))
+	socks := make([]tcpsig.Socket, len(addrs))
 	for i, a := range addrs {
 		socks[i] = a.Socket
 	}
@@ -75,7 +78,7 @@ func Check(w io.Writer, path string, listen []string) error {
 		if p.Interface != "" {
 			iface = "interface " + p.Interface
 		}
-		ifx, err := p.Ifindex(path)
+		ifx, err := p.Ifindex(path, md5.CheckBindable)
 		if err != nil {
 			if errors.Is(err, md5.ErrNotVRF) {
 				iface += " (NOT A VRF)"
@@ -126,7 +129,7 @@ func Check(w io.Writer, path string, listen []string) error {
 		}
 		fmt.Fprintln(w, strings.Join(cover, "\n"))
 		if len(uncovered) > 0 {
-			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], s.Uncovered(keys)))
+			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], keyring.WordFix(s.Uncovered(keys))))
 		}
 		mem := len(apply) * KeyMemEstimate
 		switch {

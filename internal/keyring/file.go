@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 )
 
 var errBadGlob = errors.New(`bad glob: syntax error in pattern; use * ? [a-z] and \ as in path.Match, e.g. "*.corp.example"`)
@@ -31,7 +30,7 @@ func readSecretFile(path string) ([]byte, error) {
 	// O_NONBLOCK so that a FIFO cannot hang us before Stat rejects it.
 	// Checking the open file, not the path, follows symlinks without a
 	// window for the target to change.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|oNonblock, 0)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -71,10 +70,10 @@ func checkSecretFile(path string, fi fs.FileInfo) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("is not a regular file (mode %s); name a regular file", fi.Mode())
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+	if uid, _, ok := owner(fi); ok {
 		euid := os.Geteuid()
-		if int(st.Uid) != euid && st.Uid != 0 {
-			return fmt.Errorf("is owned by uid %d, not you (uid %d) or root; run chown %d %s", st.Uid, euid, euid, path)
+		if int(uid) != euid && uid != 0 {
+			return fmt.Errorf("is owned by uid %d, not you (uid %d) or root; run chown %d %s", uid, euid, euid, path)
 		}
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
@@ -118,12 +117,12 @@ func checkFolderChain(dir string) error {
 		if err != nil {
 			return fmt.Errorf("folder %s: %w", dir, err)
 		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			mode := st.Mode & 0o7777
+		if uid, mode, ok := owner(fi); ok {
+			mode &= 0o7777
 			switch {
-			case int(st.Uid) != euid && st.Uid != 0:
-				return fmt.Errorf("folder %s is owned by uid %d, not you (uid %d) or root, who could replace the file; move the file to a folder of yours, or chown %d %s", dir, st.Uid, euid, euid, dir)
-			case mode&0o022 != 0 && !(mode&0o1000 != 0 && st.Uid == 0):
+			case int(uid) != euid && uid != 0:
+				return fmt.Errorf("folder %s is owned by uid %d, not you (uid %d) or root, who could replace the file; move the file to a folder of yours, or chown %d %s", dir, uid, euid, euid, dir)
+			case mode&0o022 != 0 && !(mode&0o1000 != 0 && uid == 0):
 				return fmt.Errorf("folder %s is writable by group or others (mode %04o), who could replace the file; run chmod go-w %s", dir, mode, dir)
 			}
 		}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // FuzzParse appends `key = "<secret>"` to arbitrary text. When the secret
@@ -59,8 +59,8 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		check := func(s md5.Secret) {
-			if len(s) < 1 || len(s) > md5.MaxKeyLen {
+		check := func(s tcpsig.Secret) {
+			if len(s) < 1 || len(s) > tcpsig.MaxKeyLen {
 				t.Errorf("secret of %d bytes accepted", len(s))
 			}
 		}

@@ -60,7 +60,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // Keyring is a parsed, validated keyring.
@@ -87,8 +87,8 @@ type Host struct {
 }
 
 // Secrets returns the entry's keys, newest first.
-func (h Host) Secrets() []md5.Secret {
-	out := make([]md5.Secret, len(h.Keys))
+func (h Host) Secrets() []tcpsig.Secret {
+	out := make([]tcpsig.Secret, len(h.Keys))
 	for i, k := range h.Keys {
 		out[i] = k.Secret
 	}
@@ -97,7 +97,7 @@ func (h Host) Secrets() []md5.Secret {
 
 // HostKey is one of a [hosts] entry's keys.
 type HostKey struct {
-	Secret md5.Secret
+	Secret tcpsig.Secret
 	// Source is "key_file /abs/path" or "inline key" (with ", item N of
 	// M" in a list), for messages.
 	Source string
@@ -108,15 +108,15 @@ type Peer struct {
 	Name      string       // table name as written, e.g. "10.0.0.1"
 	Prefix    netip.Prefix // masked, natural family (never v4-mapped)
 	Interface string       // "" = any
-	Secret    md5.Secret
+	Secret    tcpsig.Secret
 	Source    string
 	Line      int
 }
 
 // Key returns the kernel key for this peer on the given interface index
 // (0 = any).
-func (p Peer) Key(ifindex int) md5.Key {
-	return md5.Key{Prefix: p.Prefix, Ifindex: ifindex, Secret: p.Secret}
+func (p Peer) Key(ifindex int) tcpsig.Key {
+	return tcpsig.Key{Prefix: p.Prefix, Ifindex: ifindex, Secret: p.Secret}
 }
 
 // Where names a [peers] entry of the keyring at path the way parse errors
@@ -130,9 +130,10 @@ func (p Peer) Where(path string) string {
 }
 
 // Ifindex resolves the entry's interface to the index a key is bound to
-// (0: any interface). The error names the entry of the keyring at path
-// and the fix.
-func (p Peer) Ifindex(path string) (int, error) {
+// (0: any interface). bindable is the backend's verdict on whether a key
+// can be bound to that interface (md5.CheckBindable); the keyring knows no
+// kernel. The error names the entry of the keyring at path and the fix.
+func (p Peer) Ifindex(path string, bindable func(ifindex int) error) (int, error) {
 	if p.Interface == "" {
 		return 0, nil
 	}
@@ -148,7 +149,7 @@ func (p Peer) Ifindex(path string) (int, error) {
 	}
 	// The kernel takes only a VRF, and says so only when a key is set:
 	// ask it now, so that check and the shim refuse the same entry alike.
-	if err := md5.CheckBindable(ifi.Index); err != nil {
+	if err := bindable(ifi.Index); err != nil {
 		return 0, fmt.Errorf("%s: interface %q: %w; name a VRF (ip link add NAME type vrf table N) or drop the interface line", p.Where(path), p.Interface, err)
 	}
 	return ifi.Index, nil
@@ -528,13 +529,13 @@ func fieldList(top string) string {
 
 // secret returns one key of an entry and a description of where it came
 // from.
-func (p *parser) secret(line int, entry string, hasKey bool, inline string, hasFile bool, keyFile string) (md5.Secret, string, error) {
+func (p *parser) secret(line int, entry string, hasKey bool, inline string, hasFile bool, keyFile string) (tcpsig.Secret, string, error) {
 	switch {
 	case hasKey:
-		if n := len(inline); n < 1 || n > md5.MaxKeyLen {
-			return nil, "", p.errorf(line, entry, "key is %d bytes; a key is 1 to %d bytes", n, md5.MaxKeyLen)
+		if n := len(inline); n < 1 || n > tcpsig.MaxKeyLen {
+			return nil, "", p.errorf(line, entry, "key is %d bytes; a key is 1 to %d bytes", n, tcpsig.MaxKeyLen)
 		}
-		return md5.Secret(inline), "inline key", nil
+		return tcpsig.Secret(inline), "inline key", nil
 	}
 	if keyFile == "" {
 		return nil, "", p.errorf(line, entry, "key_file is empty; name the file that holds the key")
@@ -557,10 +558,10 @@ func (p *parser) secret(line int, entry string, hasKey bool, inline string, hasF
 	// One trailing newline is what editors and echo add; anything else is
 	// the key's own business.
 	b = []byte(strings.TrimSuffix(string(b), "\n"))
-	if n := len(b); n < 1 || n > md5.MaxKeyLen {
-		return nil, "", p.errorf(line, entry, "key_file %s: key is %d bytes after dropping one trailing newline; a key is 1 to %d bytes", abs, n, md5.MaxKeyLen)
+	if n := len(b); n < 1 || n > tcpsig.MaxKeyLen {
+		return nil, "", p.errorf(line, entry, "key_file %s: key is %d bytes after dropping one trailing newline; a key is 1 to %d bytes", abs, n, tcpsig.MaxKeyLen)
 	}
-	return md5.Secret(b), "key_file " + abs, nil
+	return tcpsig.Secret(b), "key_file " + abs, nil
 }
 
 var duplicate = regexp.MustCompile(`^Key '(.*)' (has already been defined|was already created as a hash|was already created and cannot be used as an array)\.$`)

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // secret is distinctive so that a leak into any message is easy to catch.
@@ -176,8 +176,8 @@ key = "x"
 		t.Errorf("Path = %q", k.Path)
 	}
 	wantHosts := []Host{
-		{Name: "bastion", Hostname: "bastion.example.net", Keys: []HostKey{{md5.Secret("bastion"), "key_file /etc/ssh/md5/bastion.key"}}, Line: 2},
-		{Name: "*.corp.example", Keys: []HostKey{{md5.Secret("inline-corp"), "inline key"}}, Line: 6},
+		{Name: "bastion", Hostname: "bastion.example.net", Keys: []HostKey{{tcpsig.Secret("bastion"), "key_file /etc/ssh/md5/bastion.key"}}, Line: 2},
+		{Name: "*.corp.example", Keys: []HostKey{{tcpsig.Secret("inline-corp"), "inline key"}}, Line: 6},
 	}
 	if len(k.Hosts) != len(wantHosts) {
 		t.Fatalf("got %d hosts, want %d", len(k.Hosts), len(wantHosts))
@@ -233,10 +233,10 @@ func TestHostKeyList(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]HostKey{
-		"a": {{md5.Secret("NEW"), "key_file /etc/ssh/new.key (key 1 of 2)"}, {md5.Secret("OLD"), "key_file /etc/ssh/old.key (key 2 of 2)"}},
-		"b": {{md5.Secret("only"), "inline key"}},
-		"c": {{md5.Secret("single"), "inline key"}},
-		"d": {{md5.Secret("NEW"), "key_file /etc/ssh/new.key (key 1 of 2)"}, {md5.Secret("OLD"), "key_file /etc/ssh/old.key (key 2 of 2)"}},
+		"a": {{tcpsig.Secret("NEW"), "key_file /etc/ssh/new.key (key 1 of 2)"}, {tcpsig.Secret("OLD"), "key_file /etc/ssh/old.key (key 2 of 2)"}},
+		"b": {{tcpsig.Secret("only"), "inline key"}},
+		"c": {{tcpsig.Secret("single"), "inline key"}},
+		"d": {{tcpsig.Secret("NEW"), "key_file /etc/ssh/new.key (key 1 of 2)"}, {tcpsig.Secret("OLD"), "key_file /etc/ssh/old.key (key 2 of 2)"}},
 	}
 	if len(k.Hosts) != len(want) {
 		t.Fatalf("got %d hosts", len(k.Hosts))

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package knock reports who knocks on the shim's keyed ports without the
 // key: peers whose segments the kernel dropped for a wrong TCP-MD5 (or
 // TCP-AO) signature or for none. The kernel's counters say how many; its

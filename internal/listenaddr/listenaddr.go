@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package listenaddr reads the -l addresses of sshd-md5-socket: the shim
 // opens them, and check describes them without opening anything. Both
 // call Parse, so that both refuse the same lists with the same words.
@@ -12,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // Addr is one -l address and the socket it makes.
@@ -25,7 +27,7 @@ type Addr struct {
 	Network  string
 	AddrPort netip.AddrPort // IPv4 addresses unmapped
 	// Socket says which peer families the socket takes; its FD is -1.
-	Socket md5.Socket
+	Socket tcpsig.Socket
 }
 
 // String is the address in the form Go listens on.
@@ -49,11 +51,11 @@ func One(arg string) (Addr, error) {
 	a := Addr{Arg: arg, AddrPort: netip.AddrPortFrom(ip, ap.Port())}
 	switch {
 	case ip.Is4():
-		a.Network, a.Socket = "tcp4", md5.Socket{FD: -1, Family: unix.AF_INET, Takes4: true}
+		a.Network, a.Socket = "tcp4", tcpsig.Socket{FD: -1, Family: unix.AF_INET, Takes4: true}
 	case ip.IsUnspecified():
-		a.Network, a.Socket = "tcp", md5.Socket{FD: -1, Family: unix.AF_INET6, Takes4: true, Takes6: true}
+		a.Network, a.Socket = "tcp", tcpsig.Socket{FD: -1, Family: unix.AF_INET6, Takes4: true, Takes6: true}
 	default:
-		a.Network, a.Socket = "tcp6", md5.Socket{FD: -1, Family: unix.AF_INET6, Takes6: true}
+		a.Network, a.Socket = "tcp6", tcpsig.Socket{FD: -1, Family: unix.AF_INET6, Takes6: true}
 	}
 	return a, nil
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package md5
 
 import (
@@ -5,6 +7,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // sock_diag reports a key's prefix and secret but not its interface
@@ -20,6 +24,8 @@ type keyID struct {
 	p   netip.Prefix
 	ifx int
 }
+
+var _ tcpsig.Misreporter = backend{}
 
 var (
 	ifKeysMu sync.Mutex

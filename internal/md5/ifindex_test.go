@@ -1,3 +1,5 @@
+//go:build linux
+
 package md5
 
 import (
@@ -6,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // The kernel side (a VRF key read back as interface 0, then reconciled)
@@ -17,7 +21,7 @@ func TestWithInterfaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	s := Socket{FD: fd, Family: unix.AF_INET, Takes4: true}
+	s := Socket{tcpsig.Socket{FD: fd, Family: unix.AF_INET, Takes4: true}}
 	p := netip.MustParsePrefix("10.0.0.1/32")
 	q := netip.MustParsePrefix("10.0.0.0/8")
 	a, b := Secret("a"), Secret("b")

@@ -1,25 +1,19 @@
+//go:build linux
+
 package md5
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
-	"sort"
+	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // Diff is what Reconcile changed on a socket. Its keys carry no secrets.
-type Diff struct {
-	Added, Replaced, Deleted []Key
-}
-
-// Empty reports whether nothing changed.
-func (d Diff) Empty() bool { return len(d.Added)+len(d.Replaced)+len(d.Deleted) == 0 }
-
-func (d Diff) String() string {
-	return fmt.Sprintf("%d added, %d replaced, %d deleted", len(d.Added), len(d.Replaced), len(d.Deleted))
-}
+type Diff = tcpsig.Diff
 
 // Reconcile makes the socket carry exactly the keys in want that apply to
 // it. It reads the present keys back from the kernel (keys put on a socket
@@ -40,111 +34,31 @@ func (s Socket) Reconcile(want []Key) (Diff, error) {
 // ReconcileFrom is Reconcile for a caller that knows what the socket
 // carries, for key sets too large for sock_diag to report.
 func (s Socket) ReconcileFrom(have, want []Key) (Diff, error) {
-	apply, uncovered := s.Cover(want)
-	if len(uncovered) > 0 {
-		return Diff{}, s.Uncovered(want)
-	}
-	for _, k := range apply {
-		if err := k.Validate(); err != nil {
-			return Diff{}, err
-		}
-	}
-	type id = keyID
-	have = s.withInterfaces(have)
-	old := make(map[id]Key, len(have))
-	for _, k := range have {
-		old[id{k.Prefix, k.Ifindex}] = k
-	}
-	// Where a prefix has interface keys, a reported key for any interface
-	// may be one of them set by an earlier process (see withInterfaces).
-	bound := map[netip.Prefix]bool{}
-	for _, k := range apply {
-		if k.Ifindex != 0 {
-			bound[k.Prefix] = true
-		}
-	}
-	keep := make(map[id]bool, len(apply))
-	var d Diff
-	var done []func() error // undo steps, run newest first
-	undo := func(cause error) (Diff, error) {
-		for i := len(done) - 1; i >= 0; i-- {
-			if err := done[i](); err != nil {
-				return Diff{}, fmt.Errorf("%w; restoring the previous keys also failed: %v", cause, err)
-			}
-		}
-		return Diff{}, fmt.Errorf("%w (previous keys restored)", cause)
-	}
-	for _, k := range apply {
-		i := id{k.Prefix, k.Ifindex}
-		keep[i] = true
-		prev, had := old[i]
-		// An interface key is in old only as this process set it; a key
-		// for any interface next to interface keys may be misreported, so
-		// it is set again rather than compared.
-		if had && prev.Secret.Equal(k.Secret) && (k.Ifindex != 0 || !bound[k.Prefix]) {
-			continue
-		}
-		if err := s.Set(k); err != nil {
-			return undo(fmt.Errorf("%w (%d keys wanted on this socket)", err, len(apply)))
-		}
-		if had {
-			d.Replaced = append(d.Replaced, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
-			done = append(done, func() error { return s.Set(prev) })
-		} else {
-			d.Added = append(d.Added, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
-			done = append(done, func() error { return s.Delete(k.Prefix, k.Ifindex) })
-		}
-	}
-	stale := make([]Key, 0)
-	for i, k := range old {
-		if !keep[i] {
-			stale = append(stale, k)
-		}
-	}
-	// Most specific first: deleting a /32 leaves its peer under the /0 key
-	// that is still there, never unkeyed.
-	sort.Slice(stale, func(a, b int) bool { return stale[a].Prefix.Bits() > stale[b].Prefix.Bits() })
-	for _, k := range stale {
-		if err := s.Delete(k.Prefix, k.Ifindex); err != nil {
-			if k.Ifindex == 0 && bound[k.Prefix] && errors.Is(err, unix.ENOENT) && s.reportedOnce(k.Prefix, apply) {
-				continue // an interface key of want, reported without its interface
-			}
-			return undo(err)
-		}
-		d.Deleted = append(d.Deleted, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
-		done = append(done, func() error { return s.Set(k) })
-	}
-	return d, nil
+	return tcpsig.Reconcile(Backend, s.Socket, have, want)
 }
 
-// Compare tells what going from old to new does to a key set: prefixes
-// added and removed, and prefixes kept with another secret. The keys it
-// returns carry no secrets.
-func Compare(old, new []Key) (added, removed, changed []Key) {
-	type id struct {
-		p   netip.Prefix
-		ifx int
-	}
-	was := make(map[id]Secret, len(old))
-	for _, k := range old {
-		was[id{k.Prefix, k.Ifindex}] = k.Secret
-	}
-	is := make(map[id]bool, len(new))
-	for _, k := range new {
-		i := id{k.Prefix, k.Ifindex}
-		is[i] = true
-		s, had := was[i]
-		switch {
-		case !had:
-			added = append(added, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
-		case !s.Equal(k.Secret):
-			changed = append(changed, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
-		}
-	}
-	for _, k := range old {
-		if !is[id{k.Prefix, k.Ifindex}] {
-			removed = append(removed, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
-		}
-	}
-	return added, removed, changed
+// Backend is TCP-MD5 as a tcpsig.Backend.
+var Backend tcpsig.Backend = backend{}
+
+type backend struct{}
+
+func (backend) Keys(s tcpsig.Socket) ([]Key, error)      { return Socket{s}.Keys() }
+func (backend) Set(s tcpsig.Socket, k Key) error         { return Socket{s}.Set(k) }
+func (backend) Uncovered(s tcpsig.Socket, k []Key) error { return s.Uncovered(k) }
+func (backend) Delete(s tcpsig.Socket, p netip.Prefix, ifindex int) error {
+	return Socket{s}.Delete(p, ifindex)
+}
+func (backend) DialControl(secret Secret) func(network, address string, c syscall.RawConn) error {
+	return DialControl(secret)
+}
+
+// Label: sock_diag reports interface keys without their interface (see
+// withInterfaces).
+func (backend) Label(s tcpsig.Socket, have []Key) []Key { return Socket{s}.withInterfaces(have) }
+
+// Misreported: a reported key that cannot be deleted as interface 0 is one
+// of want's interface keys, set by an earlier process (a socket systemd
+// holds), when the socket carries no more keys for its prefix than want.
+func (backend) Misreported(s tcpsig.Socket, stale Key, err error, want []Key) bool {
+	return errors.Is(err, unix.ENOENT) && Socket{s}.reportedOnce(stale.Prefix, want)
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package md5
 
 import (
@@ -11,16 +13,17 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
-// Socket is a TCP socket and the peer families it can be reached from.
-type Socket struct {
-	FD     int
-	Family int // unix.AF_INET or unix.AF_INET6
-	// Takes4 and Takes6 say which peer families can reach the socket: a
-	// dual-stack AF_INET6 socket bound to [::] takes both.
-	Takes4, Takes6 bool
-}
+// Socket is a TCP socket as TCP-MD5 keys it: the neutral socket and its
+// families (Family is unix.AF_INET or unix.AF_INET6), with the kernel
+// calls that set, delete and read back its keys.
+type Socket struct{ tcpsig.Socket }
+
+// UncoveredError reports peer families a socket takes that no key covers.
+type UncoveredError = tcpsig.UncoveredError
 
 // Inspect reads the family, protocol and binding of a socket. It refuses
 // sockets the kernel cannot sign: non-TCP ones and MPTCP, which Go uses by
@@ -40,7 +43,7 @@ func Inspect(fd int) (Socket, error) {
 	case proto != unix.IPPROTO_TCP:
 		return Socket{}, fmt.Errorf("socket %d is not a TCP socket (protocol %d)", fd, proto)
 	}
-	s := Socket{FD: fd, Family: dom}
+	s := Socket{tcpsig.Socket{FD: fd, Family: dom}}
 	switch dom {
 	case unix.AF_INET:
 		s.Takes4 = true
@@ -66,43 +69,6 @@ func Inspect(fd int) (Socket, error) {
 		return Socket{}, fmt.Errorf("socket %d has address family %d, not IPv4 or IPv6", fd, dom)
 	}
 	return s, nil
-}
-
-// Takes reports whether peers in p can reach the socket.
-func (s Socket) Takes(p netip.Prefix) bool {
-	if p.Addr().Is4() {
-		return s.Takes4
-	}
-	return s.Takes6
-}
-
-// Cover picks the keys that apply to the socket and names, as catch-all
-// prefixes, every peer family the socket takes that no interface-free /0
-// key covers. The kernel accepts a peer that matches no key unsigned, so a
-// caller that means to protect the socket must refuse it while uncovered is
-// not empty.
-func (s Socket) Cover(keys []Key) (apply []Key, uncovered []netip.Prefix) {
-	var all4, all6 bool
-	for _, k := range keys {
-		if !s.Takes(k.Prefix) {
-			continue
-		}
-		apply = append(apply, k)
-		if k.Prefix.Bits() == 0 && k.Ifindex == 0 {
-			if k.Prefix.Addr().Is4() {
-				all4 = true
-			} else {
-				all6 = true
-			}
-		}
-	}
-	if s.Takes4 && !all4 {
-		uncovered = append(uncovered, netip.MustParsePrefix("0.0.0.0/0"))
-	}
-	if s.Takes6 && !all6 {
-		uncovered = append(uncovered, netip.MustParsePrefix("::/0"))
-	}
-	return apply, uncovered
 }
 
 // Set installs k on the socket, replacing a key for the same prefix and
@@ -178,18 +144,6 @@ func (s Socket) encode(k Key) (*unix.TCPMD5Sig, int, error) {
 		}
 	}
 	return sig, opt, nil
-}
-
-// Families names the peer families the socket takes, for messages.
-func (s Socket) Families() string {
-	switch {
-	case s.Takes4 && s.Takes6:
-		return "IPv4 and IPv6"
-	case s.Takes4:
-		return "IPv4"
-	default:
-		return "IPv6"
-	}
 }
 
 // explain turns the kernel's terse errno into the likely cause and the fix.
@@ -311,61 +265,6 @@ func (s Socket) Install(keys []Key) error {
 	return nil
 }
 
-// UncoveredError reports peer families a socket takes that no key covers.
-type UncoveredError struct {
-	Socket  Socket
-	Missing []netip.Prefix
-	// Bound are those of Missing that have a catch-all key, but one bound
-	// to an interface: it covers only peers on that interface.
-	Bound []netip.Prefix
-}
-
-// Uncovered is the UncoveredError for keys on s, or nil when every peer
-// family s takes is covered.
-func (s Socket) Uncovered(keys []Key) error {
-	_, missing := s.Cover(keys)
-	if len(missing) == 0 {
-		return nil
-	}
-	e := UncoveredError{Socket: s, Missing: missing}
-	for _, m := range missing {
-		for _, k := range keys {
-			if k.Prefix == m && k.Ifindex != 0 {
-				e.Bound = append(e.Bound, m)
-				break
-			}
-		}
-	}
-	return e
-}
-
-func (e UncoveredError) Error() string {
-	var names []string
-	for _, p := range e.Missing {
-		names = append(names, fmt.Sprintf("[peers.%q]", p.String()))
-	}
-	msg := fmt.Sprintf("the socket takes %s peers but no key covers %s: peers outside the listed prefixes would connect unsigned",
-		e.Socket.Families(), joinPrefixes(e.Missing))
-	if len(e.Bound) > 0 {
-		// The entry exists: saying "add it" would send the admin in a
-		// circle.
-		return msg + fmt.Sprintf("; the key for %s is bound to an interface, so it covers only peers on that interface: add a catch-all without interface, or listen on that interface's address only", joinPrefixes(e.Bound))
-	}
-	msg += fmt.Sprintf("; add %s with a key", strings.Join(names, " and "))
-	if e.Socket.Takes4 && e.Socket.Takes6 {
-		msg += ", or listen on one family only"
-	}
-	return msg
-}
-
-func joinPrefixes(ps []netip.Prefix) string {
-	var s []string
-	for _, p := range ps {
-		s = append(s, p.String())
-	}
-	return strings.Join(s, " or ")
-}
-
 // Layout of struct tcp_md5sig, pinned by a test against the kernel ABI.
 const sizeofTCPMD5Sig = int(unsafe.Sizeof(unix.TCPMD5Sig{}))
 
@@ -404,7 +303,7 @@ func CheckBindable(ifindex int) error {
 		return nil // the real install reports what is wrong
 	}
 	defer unix.Close(fd)
-	s := Socket{FD: fd, Family: unix.AF_INET, Takes4: true}
+	s := Socket{tcpsig.Socket{FD: fd, Family: unix.AF_INET, Takes4: true}}
 	k := Key{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Ifindex: ifindex, Secret: Secret("probe")}
 	sig, opt, err := s.encode(k)
 	if err != nil {

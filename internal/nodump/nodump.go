@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package nodump keeps the process's memory, which holds keys, out of core
 // dumps and away from other users' ptrace and /proc/PID/mem.
 package nodump

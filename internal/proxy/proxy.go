@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package proxy is the logic of ssh-md5-proxy: it dials a TCP connection
 // signed with TCP-MD5 (RFC 2385) and either relays it over stdin/stdout or
 // hands the socket itself to ssh (ProxyUseFdpass).

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shim
 
 import (
@@ -18,7 +20,9 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
+	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // inetd holds the counters and limits of inetd mode.
@@ -196,7 +200,7 @@ func (d *inetd) reload() {
 	logWarnings(d.log, "reload: ", kr)
 	for _, l := range d.lns {
 		if _, unc := l.sock.Cover(keys); len(unc) > 0 {
-			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, l.sock.Uncovered(keys))
+			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, keyring.WordFix(l.sock.Uncovered(keys)))
 			return
 		}
 	}
@@ -232,7 +236,7 @@ func (d *inetd) reload() {
 	d.mu.Lock()
 	d.keys, d.peers = keys, kr.Peers
 	d.mu.Unlock()
-	added, removed, changed := md5.Compare(old, keys)
+	added, removed, changed := tcpsig.Compare(old, keys)
 	d.log.Printf("reload: %d key(s) from %s in force: +%d -%d prefixes, %d key(s) changed%s",
 		len(keys), d.cfg.Keyring, len(added), len(removed), len(changed), prefixList(added, removed))
 	for _, line := range fingerprintLines(old, keys) {
@@ -297,7 +301,7 @@ func massRemoval(sock md5.Socket, old, new []md5.Key) int {
 		return out
 	}
 	was := specific(old)
-	_, removed, _ := md5.Compare(was, specific(new))
+	_, removed, _ := tcpsig.Compare(was, specific(new))
 	if len(was) >= massRemovalMin && len(removed) == len(was) {
 		return len(was)
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package shim is sshd-md5-socket: it puts the TCP-MD5 keys of a keyring on
 // sshd's listening sockets before any peer can reach sshd through them, and
 // then either serves each signed connection with its own `sshd -i` (inetd
@@ -93,10 +95,9 @@ type listener struct {
 	// own: this project opened it keyed before listen(), so nothing
 	// unsigned can be queued on it (a .socket unit's socket can).
 	own bool
-	// installed is what this process last put on sock. It stands in for
-	// the kernel's report when the socket carries more keys than
-	// sock_diag can report (md5.MaxReadableKeys); nil means unknown.
-	installed []md5.Key
+	// shadow stands in for the kernel's report when the socket carries
+	// more keys than sock_diag can report (md5.MaxReadableKeys).
+	shadow md5.Shadow
 }
 
 // rekey makes the listener carry exactly keys. It compares against the
@@ -106,21 +107,13 @@ type listener struct {
 // keys can be read neither way is refused: a stale key left by an earlier
 // run, for a prefix since removed, would go on letting its holder in.
 func (l *listener) rekey(keys []md5.Key) (md5.Diff, error) {
-	have, err := l.sock.Keys()
+	d, err := l.shadow.Reconcile(l.sock, keys)
 	if errors.Is(err, md5.ErrTooManyToRead) {
-		if l.installed == nil {
-			return md5.Diff{}, fmt.Errorf("%w; this socket came from a .socket unit and still carries the keys of an earlier run, which cannot be read back to remove stale ones: stop its .socket unit and the service together (systemctl stop NAME.socket NAME.service) and start them again, so that systemd makes a fresh socket, or let the shim open its socket itself with -l, as the units in contrib/systemd do", err)
-		}
-		have, err = l.installed, nil
+		return md5.Diff{}, fmt.Errorf("%w; this socket came from a .socket unit and still carries the keys of an earlier run, which cannot be read back to remove stale ones: stop its .socket unit and the service together (systemctl stop NAME.socket NAME.service) and start them again, so that systemd makes a fresh socket, or let the shim open its socket itself with -l, as the units in contrib/systemd do", err)
 	}
 	if err != nil {
-		return md5.Diff{}, err
+		return d, keyring.WordFix(err)
 	}
-	d, err := l.sock.ReconcileFrom(have, keys)
-	if err != nil {
-		return d, err
-	}
-	l.installed, _ = l.sock.Cover(keys)
 	return d, nil
 }
 
@@ -423,7 +416,7 @@ func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
 	}
 	keys := make([]md5.Key, 0, len(kr.Peers))
 	for _, p := range kr.Peers {
-		ifx, err := p.Ifindex(path)
+		ifx, err := p.Ifindex(path, md5.CheckBindable)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -452,7 +445,7 @@ func (s *server) listen(ctx context.Context, network, addr string) (*listener, e
 		}
 		var ue md5.UncoveredError
 		if errors.As(err, &ue) {
-			return nil, fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, ue)
+			return nil, fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, keyring.WordFix(ue))
 		}
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
@@ -464,8 +457,9 @@ func (s *server) listen(ctx context.Context, network, addr string) (*listener, e
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	// ListenControl put exactly these on the new socket.
-	installed, _ := sock.Cover(s.keys)
-	return &listener{name: ln.Addr().String(), listen: addr, sock: sock, ln: ln, installed: installed, own: true}, nil
+	l := &listener{name: ln.Addr().String(), listen: addr, sock: sock, ln: ln, own: true}
+	l.shadow.Assume(sock, s.keys)
+	return l, nil
 }
 
 // adopt takes sockets systemd passed. Those of a .socket unit exist

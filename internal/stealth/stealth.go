@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package stealth makes a TCP-MD5 listener answer unsigned probes exactly
 // as a closed port of the same host does, instead of staying silent.
 //

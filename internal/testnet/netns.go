@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package testnet is test support for code that needs real components: real
 // network namespaces and veth pairs, a real OpenSSH server, tcpdump -M as an
 // independent check of TCP-MD5 signatures, and the kernel's TCPMD5* counters.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e holds end-to-end scenarios: real Debian OpenSSH (ssh with
 // ssh-md5-proxy as ProxyCommand, sshd -i behind sshd-md5-socket), real
 // network namespaces on one Ethernet segment, and assertions on the wire

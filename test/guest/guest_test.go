@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package guest holds the tests that need the project's test kernel
 // (scripts/testkernel: TCP-AO, VRF), which the machines' own kernels lack.
 // TestMain runs them inside a qemu guest booted with that kernel; when the

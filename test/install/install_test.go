@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package install tests the Makefile's install and uninstall targets:
 // "make install DESTDIR=... PREFIX=..." into a temporary directory, then
 // the file list, modes and contents, the units' ExecStart= paths, the man

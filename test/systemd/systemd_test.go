@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package systemd_test boots a real Debian systemd in a container with the
 // units of contrib/systemd installed and checks, from a second network
 // namespace, what a TCP-MD5 client and an unsigned client get.
