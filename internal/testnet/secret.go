@@ -1,3 +1,5 @@
+//go:build linux
+
 package testnet
 
 // NewSecret returns a fresh random TCP-MD5 key for a test: printable,
