@@ -125,6 +125,7 @@ type server struct {
 	lns   []*listener
 	keys  []md5.Key
 	peers []keyring.Peer
+	plan  *plan.Plan // what keys and peers came from
 }
 
 // Check validates cfg and fills in defaults, without touching the network.
@@ -241,7 +242,7 @@ func (s *server) start(ctx context.Context) error {
 		closeFiles(append(stored, passed...))
 		return err
 	}
-	s.keys, s.peers = pl.Keys, pl.Ring.Peers
+	s.keys, s.peers, s.plan = pl.Keys, pl.Ring.Peers, pl
 	logWarnings(s.log, "", pl.Ring)
 	if len(passed) > 0 {
 		// A .socket unit's sockets: bound by systemd, unkeyed until now.
@@ -336,6 +337,11 @@ func (s *server) listenOrReuse(ctx context.Context, stored []*os.File) error {
 			l.storeName = name
 			s.log.Printf("%s: listening socket kept by systemd across the restart", l.name)
 			continue
+		}
+		// ListenControl would refuse it too, inside the kernel path; the
+		// plan refuses first, in check's words.
+		if lp := s.plan.For(la.Socket); lp.Err != nil {
+			return fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, lp.Err)
 		}
 		l, err := s.listen(ctx, network, addr)
 		if err != nil {
