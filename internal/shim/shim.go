@@ -419,7 +419,8 @@ func logWarnings(l *log.Logger, prefix string, kr *keyring.Keyring) {
 }
 
 // loadKeys reads the keyring and plans it: the plan check prints, so the
-// shim refuses exactly what check refuses, with the same words.
+// shim refuses exactly what check refuses, with the same words. Interface
+// names resolve here, so a reload picks up a VRF created since.
 func loadKeys(path string) (*plan.Plan, error) {
 	p, err := plan.Load(path)
 	if err != nil {
