@@ -18,6 +18,7 @@ import (
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/plan"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
@@ -54,22 +55,23 @@ func Check(w io.Writer, path string, listen []string) error {
 	for i, a := range addrs {
 		socks[i] = a.Socket
 	}
-	kr, err := keyring.Load(path, keyring.Server)
+	pl, err := plan.Load(path)
 	if err != nil {
 		return err // names the file and the fix
 	}
-	var problems []string
+	kr := pl.Ring
 	fmt.Fprintf(w, "keyring %s: %d [peers] entries\n", path, len(kr.Peers))
 	// Client-side entries do not stop the shim; say what is wrong with
 	// them all the same.
 	for _, warn := range kr.Warnings {
 		fmt.Fprintf(w, "warning: %v (ignored: sshd-md5-socket uses only [peers])\n", warn)
 	}
-	if len(kr.Peers) == 0 {
-		problems = append(problems, fmt.Sprintf("keyring %s has no [peers]: nothing to sign incoming connections with; add [peers.\"0.0.0.0/0\"] and [peers.\"::/0\"]", path))
+	// The shim stops at the first of these; check names them all.
+	var problems []string
+	for _, r := range pl.Refusals {
+		problems = append(problems, r.Error())
 	}
-	keys := make([]md5.Key, 0, len(kr.Peers))
-	for _, p := range kr.Peers {
+	for _, p := range pl.Peers {
 		fam := "IPv6"
 		if p.Prefix.Addr().Is4() {
 			fam = "IPv4"
@@ -78,22 +80,20 @@ func Check(w io.Writer, path string, listen []string) error {
 		if p.Interface != "" {
 			iface = "interface " + p.Interface
 		}
-		ifx, err := p.Ifindex(path, md5.CheckBindable)
-		if err != nil {
-			if errors.Is(err, md5.ErrNotVRF) {
+		if p.Err != nil {
+			if errors.Is(p.Err, md5.ErrNotVRF) {
 				iface += " (NOT A VRF)"
 			} else {
 				iface += " (MISSING)"
 			}
-			problems = append(problems, err.Error())
 		}
 		fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s  %s\n", fam, p.Prefix, iface, fingerprint.Of(p.Secret), p.Source)
-		keys = append(keys, p.Key(ifx))
 	}
 
 	optmem, optErr := readInt(OptmemMaxPath)
 	for i, s := range socks {
-		apply, uncovered := s.Cover(keys)
+		lp := pl.For(s)
+		apply, uncovered := lp.Apply, lp.Uncovered
 		var n4, n6 int
 		for _, k := range apply {
 			if k.Prefix.Addr().Is4() {
@@ -128,8 +128,8 @@ func Check(w io.Writer, path string, listen []string) error {
 			cover = append(cover, fmt.Sprintf("    %s: %s", fam.name, state))
 		}
 		fmt.Fprintln(w, strings.Join(cover, "\n"))
-		if len(uncovered) > 0 {
-			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], keyring.WordFix(s.Uncovered(keys))))
+		if lp.Err != nil {
+			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], lp.Err))
 		}
 		mem := len(apply) * KeyMemEstimate
 		switch {

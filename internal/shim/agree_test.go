@@ -43,6 +43,7 @@ func TestCheckAgreesWithShim(t *testing.T) {
 		{"IPv4 key, dual-stack", only4, dual, false, "no key covers ::/0"},
 		{"IPv6 key, dual-stack", only6, dual, false, "no key covers 0.0.0.0/0"},
 		{"IPv6 key, IPv4 listener", only6, hostPort(v4, port), false, "no key covers 0.0.0.0/0"},
+		{"specific prefix only", "[peers.\"10.0.0.0/8\"]\nkey = \"abc\"\n", hostPort(v4, port), false, "no key covers 0.0.0.0/0"},
 		{"client entry with a missing key file", both + "[hosts.elsewhere]\nkey_file = \"/nonexistent/x.key\"\n", dual, true, ""},
 		{"no [peers]", "[hosts.elsewhere]\nkey = \"abc\"\n", dual, false, "has no [peers]"},
 		{"syntax error", "[peers.\"0.0.0.0/0\"\nkey = \"abc\"\n", dual, false, "syntax error"},

@@ -20,7 +20,6 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
-	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
@@ -192,15 +191,16 @@ func (d *inetd) handle(c *net.TCPConn) {
 // listener. Nothing changes unless the whole new key set is valid and
 // covers every listener; a kernel error part way puts the old keys back.
 func (d *inetd) reload() {
-	kr, keys, err := loadKeys(d.cfg.Keyring)
+	pl, err := loadKeys(d.cfg.Keyring)
 	if err != nil {
 		d.log.Printf("reload: %v; keeping the previous keys", err)
 		return
 	}
-	logWarnings(d.log, "reload: ", kr)
+	keys := pl.Keys
+	logWarnings(d.log, "reload: ", pl.Ring)
 	for _, l := range d.lns {
-		if _, unc := l.sock.Cover(keys); len(unc) > 0 {
-			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, keyring.WordFix(l.sock.Uncovered(keys)))
+		if lp := pl.For(l.sock.Socket); lp.Err != nil {
+			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, lp.Err)
 			return
 		}
 	}
@@ -234,7 +234,7 @@ func (d *inetd) reload() {
 		d.log.Printf("reload: %s: %s in %v", l.name, diff, time.Since(t0).Round(10*time.Microsecond))
 	}
 	d.mu.Lock()
-	d.keys, d.peers = keys, kr.Peers
+	d.keys, d.peers = keys, pl.Ring.Peers
 	d.mu.Unlock()
 	added, removed, changed := tcpsig.Compare(old, keys)
 	d.log.Printf("reload: %d key(s) from %s in force: +%d -%d prefixes, %d key(s) changed%s",

@@ -33,6 +33,7 @@ import (
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/plan"
 	"github.com/sshmd5/sshmd5/internal/stealth"
 )
 
@@ -112,7 +113,7 @@ func (l *listener) rekey(keys []md5.Key) (md5.Diff, error) {
 		return md5.Diff{}, fmt.Errorf("%w; this socket came from a .socket unit and still carries the keys of an earlier run, which cannot be read back to remove stale ones: stop its .socket unit and the service together (systemctl stop NAME.socket NAME.service) and start them again, so that systemd makes a fresh socket, or let the shim open its socket itself with -l, as the units in contrib/systemd do", err)
 	}
 	if err != nil {
-		return d, keyring.WordFix(err)
+		return d, plan.Word(err)
 	}
 	return d, nil
 }
@@ -124,6 +125,7 @@ type server struct {
 	lns   []*listener
 	keys  []md5.Key
 	peers []keyring.Peer
+	plan  *plan.Plan // what keys and peers came from
 }
 
 // Check validates cfg and fills in defaults, without touching the network.
@@ -233,15 +235,15 @@ func (s *server) start(ctx context.Context) error {
 		closeFiles(append(stored, passed...))
 		return err
 	}
-	kr, keys, err := loadKeys(cfg.Keyring)
+	pl, err := loadKeys(cfg.Keyring)
 	if err != nil {
 		// Our copies of stored sockets close with this process; systemd
 		// keeps its own, still keyed with the keys of the last good run.
 		closeFiles(append(stored, passed...))
 		return err
 	}
-	s.keys, s.peers = keys, kr.Peers
-	logWarnings(s.log, "", kr)
+	s.keys, s.peers, s.plan = pl.Keys, pl.Ring.Peers, pl
+	logWarnings(s.log, "", pl.Ring)
 	if len(passed) > 0 {
 		// A .socket unit's sockets: bound by systemd, unkeyed until now.
 		if len(cfg.Listen) > 0 {
@@ -258,6 +260,13 @@ func (s *server) start(ctx context.Context) error {
 	// with another keyring must go, and a key set that cannot be read back
 	// cannot be trusted to be there.
 	total := 0
+	for _, l := range s.lns {
+		// Reconcile refuses an uncovered socket too; the plan says so
+		// first, in the words check uses.
+		if lp := pl.For(l.sock.Socket); lp.Err != nil {
+			return fmt.Errorf("keying %s: %w", l.name, lp.Err)
+		}
+	}
 	for i, l := range s.lns {
 		d, err := l.rekey(s.keys)
 		if errors.Is(err, md5.ErrTooManyToRead) && l.stored {
@@ -328,6 +337,11 @@ func (s *server) listenOrReuse(ctx context.Context, stored []*os.File) error {
 			l.storeName = name
 			s.log.Printf("%s: listening socket kept by systemd across the restart", l.name)
 			continue
+		}
+		// ListenControl would refuse it too, inside the kernel path; the
+		// plan refuses first, in check's words.
+		if lp := s.plan.For(la.Socket); lp.Err != nil {
+			return fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, lp.Err)
 		}
 		l, err := s.listen(ctx, network, addr)
 		if err != nil {
@@ -404,25 +418,18 @@ func logWarnings(l *log.Logger, prefix string, kr *keyring.Keyring) {
 	}
 }
 
-// loadKeys reads the keyring and turns its [peers] into kernel keys.
-// Interface names resolve here, so a reload picks up a VRF created since.
-func loadKeys(path string) (*keyring.Keyring, []md5.Key, error) {
-	kr, err := keyring.Load(path, keyring.Server)
+// loadKeys reads the keyring and plans it: the plan check prints, so the
+// shim refuses exactly what check refuses, with the same words. Interface
+// names resolve here, so a reload picks up a VRF created since.
+func loadKeys(path string) (*plan.Plan, error) {
+	p, err := plan.Load(path)
 	if err != nil {
-		return nil, nil, err // keyring errors name the file and the fix
+		return nil, err // keyring errors name the file and the fix
 	}
-	if len(kr.Peers) == 0 {
-		return nil, nil, fmt.Errorf("keyring %s has no [peers]: nothing to sign incoming connections with; add [peers.\"0.0.0.0/0\"] and [peers.\"::/0\"]", path)
+	if err := p.Err(); err != nil {
+		return nil, err
 	}
-	keys := make([]md5.Key, 0, len(kr.Peers))
-	for _, p := range kr.Peers {
-		ifx, err := p.Ifindex(path, md5.CheckBindable)
-		if err != nil {
-			return nil, nil, err
-		}
-		keys = append(keys, p.Key(ifx))
-	}
-	return kr, keys, nil
+	return p, nil
 }
 
 // listen opens one listener with its keys set before bind and listen, so
@@ -445,7 +452,7 @@ func (s *server) listen(ctx context.Context, network, addr string) (*listener, e
 		}
 		var ue md5.UncoveredError
 		if errors.As(err, &ue) {
-			return nil, fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, keyring.WordFix(ue))
+			return nil, fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, plan.Word(ue))
 		}
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
