@@ -73,8 +73,8 @@ func BenchmarkSYNFlood(b *testing.B) {
 	// root's ~/.bashrc (pyenv init), which would dominate the login time.
 	sshd := testnet.NewSSHD(b, "SetEnv SHLVL=1")
 	shim := startProc(b, server, filepath.Base(shimBin), secret, shimBin, append([]string{"-k", serverKeyring, "-l", "[::]:" + strconv.Itoa(flPort), "--"}, sshd.InetdArgs()...)...)
-	shim.waitLog(`serving .* in inetd mode`, 20*time.Second)
-	shimPID := shim.cmd.Process.Pid
+	shim.WaitLog(`serving .* in inetd mode`, 20*time.Second)
+	shimPID := shim.Cmd.Process.Pid
 
 	sshArgs := append(sshd.SSHArgs(), "-p", strconv.Itoa(flPort),
 		"-o", "ProxyCommand="+proxy+" -k "+clientKeyring+" %h %p",
@@ -152,8 +152,8 @@ func BenchmarkSYNFlood(b *testing.B) {
 		func() float64 { batch(true); return 0 },
 		func() float64 { closedBatch(); return 0 },
 	)
-	unsignedAccepted := strings.Contains(shim.log(), "closed unsigned connection")
-	if bytes.Contains([]byte(shim.log()), secret) {
+	unsignedAccepted := strings.Contains(shim.Log(), "closed unsigned connection")
+	if bytes.Contains([]byte(shim.Log()), secret) {
 		b.Fatalf("the secret appears in sshd-md5-socket's log")
 	}
 
@@ -249,7 +249,7 @@ func flWrite(b *testing.B, path string, data []byte) {
 
 // flHping is a running flood.
 type flHping struct {
-	p     *proc
+	p     *testnet.Proc
 	start time.Time
 }
 
@@ -259,22 +259,10 @@ type flHping struct {
 // hping3 prints its statistics.
 func flStartHping(b *testing.B, attacker *testnet.NS, ifc, dst string, port int) *flHping {
 	b.Helper()
-	p := &proc{b: b, name: "hping3", done: make(chan struct{})}
-	p.cmd = attacker.Cmd("timeout", "-s", "INT", "-k", "2", strconv.Itoa(int(flFloodLimit/time.Second)),
+	p := attacker.NewProc("timeout", "-s", "INT", "-k", "2", strconv.Itoa(int(flFloodLimit/time.Second)),
 		"hping3", "-I", ifc, "-S", "--flood", "-p", strconv.Itoa(port), dst)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		b.Fatalf("start hping3: %v", err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	b.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p.Name = "hping3"
+	p.Start(b)
 	return &flHping{p: p, start: time.Now()}
 }
 
@@ -285,20 +273,20 @@ var flSentRE = regexp.MustCompile(`(\d+) packets transmitted`)
 func (h *flHping) stop(b *testing.B) (int, time.Duration) {
 	b.Helper()
 	select {
-	case <-h.p.done:
-		b.Fatalf("hping3 ended before it was stopped (the 10 s bound hit, or it failed):\n%s", h.p.log())
+	case <-h.p.Done:
+		b.Fatalf("hping3 ended before it was stopped (the 10 s bound hit, or it failed):\n%s", h.p.Log())
 	default:
 	}
-	_ = h.p.cmd.Process.Signal(syscall.SIGINT)
+	_ = h.p.Cmd.Process.Signal(syscall.SIGINT)
 	el := time.Since(h.start)
 	select {
-	case <-h.p.done:
+	case <-h.p.Done:
 	case <-time.After(10 * time.Second):
 		b.Fatalf("hping3 did not stop on SIGINT")
 	}
-	m := flSentRE.FindStringSubmatch(h.p.log())
+	m := flSentRE.FindStringSubmatch(h.p.Log())
 	if m == nil {
-		b.Fatalf("hping3 printed no statistics:\n%s", h.p.log())
+		b.Fatalf("hping3 printed no statistics:\n%s", h.p.Log())
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n, el

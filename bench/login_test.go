@@ -46,7 +46,7 @@ type lgEnv struct {
 	clientKR string // ssh-md5-proxy keyring: [hosts."*"]
 	spipeKey string // spiped's 32-byte key file
 
-	plain, inetd, listener, backend, spiped *proc
+	plain, inetd, listener, backend, spiped *testnet.Proc
 }
 
 // lgNewEnv sets up the namespaces, keys and configs and starts: sshd -D
@@ -97,27 +97,27 @@ func lgNewEnv(b *testing.B) *lgEnv {
 	backendConf := e.configWith("ListenAddress 127.0.0.1:" + strconv.Itoa(lgPortBackend))
 
 	e.plain = startProc(b, e.srv, "sshd -D", e.secret, "/usr/sbin/sshd", "-D", "-e", "-f", plainConf)
-	e.plain.waitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortPlain), 20*time.Second)
+	e.plain.WaitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortPlain), 20*time.Second)
 
 	e.inetd = startProc(b, e.srv, "sshd-md5-socket inetd", e.secret, shim,
 		"-k", serverKR, "-l", "0.0.0.0:"+strconv.Itoa(lgPortInetd), "--",
 		"/usr/sbin/sshd", "-i", "-e", "-f", e.sshd.Config)
-	e.inetd.waitLog(`serving .* in inetd mode`, 20*time.Second)
+	e.inetd.WaitLog(`serving .* in inetd mode`, 20*time.Second)
 
 	// sshd_config has no ListenAddress: Debian's sshd serves the sockets
 	// it is handed (LISTEN_FDS) and binds nothing itself.
 	e.listener = startProc(b, e.srv, "sshd-md5-socket listener", e.secret, shim,
 		"--mode", "listener", "-k", serverKR, "-l", "0.0.0.0:"+strconv.Itoa(lgPortListener), "--",
 		"/usr/sbin/sshd", "-D", "-e", "-f", e.sshd.Config)
-	e.listener.waitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortListener), 20*time.Second)
+	e.listener.WaitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortListener), 20*time.Second)
 
 	e.backend = startProc(b, e.srv, "sshd -D behind spiped", e.secret, "/usr/sbin/sshd", "-D", "-e", "-f", backendConf)
-	e.backend.waitLog(`Server listening on 127\.0\.0\.1 port `+strconv.Itoa(lgPortBackend), 20*time.Second)
+	e.backend.WaitLog(`Server listening on 127\.0\.0\.1 port `+strconv.Itoa(lgPortBackend), 20*time.Second)
 
 	e.spiped = startProc(b, e.srv, "spiped", e.secret, "spiped", "-d", "-F",
 		"-s", "[0.0.0.0]:"+strconv.Itoa(lgPortSpiped),
 		"-t", "[127.0.0.1]:"+strconv.Itoa(lgPortBackend), "-k", e.spipeKey)
-	e.spiped.waitListen(e.srv, lgPortSpiped, 20*time.Second) // spiped -F says nothing when ready
+	e.spiped.WaitListen(lgPortSpiped, 20*time.Second) // spiped -F says nothing when ready
 
 	// Only these listeners, nothing bound by an sshd on its own.
 	out := e.srv.Run(b, "ss", "-Hltn")
@@ -161,8 +161,8 @@ func randSuffix() string {
 type lgCase struct {
 	name string
 	port int
-	opts []string // ssh options for this case (ProxyCommand, ...)
-	log  *proc    // the process whose stderr has sshd's log for this case
+	opts []string      // ssh options for this case (ProxyCommand, ...)
+	log  *testnet.Proc // the process whose stderr has sshd's log for this case
 }
 
 // cases returns the cases of the comparison, the baseline first.
@@ -242,9 +242,9 @@ func (e *lgEnv) login(ns *testnet.NS, host string, c lgCase) float64 {
 var lgAcceptedRE = regexp.MustCompile(`Accepted publickey for root from (\S+) port (\d+)`)
 
 // accepted returns the peer addresses in p's "Accepted publickey" lines.
-func lgAccepted(p *proc) []string {
+func lgAccepted(p *testnet.Proc) []string {
 	var out []string
-	for _, m := range lgAcceptedRE.FindAllStringSubmatch(p.log(), -1) {
+	for _, m := range lgAcceptedRE.FindAllStringSubmatch(p.Log(), -1) {
 		out = append(out, m[1])
 	}
 	return out
@@ -262,7 +262,7 @@ func (e *lgEnv) warm(ns *testnet.NS, host string, c lgCase) string {
 			return a[len(a)-1]
 		}
 		if time.Now().After(deadline) {
-			e.b.Fatalf("%s: login worked but %s logged no \"Accepted publickey\" line:\n%s", c.name, c.log.name, redact([]byte(c.log.log()), e.secret))
+			e.b.Fatalf("%s: login worked but %s logged no \"Accepted publickey\" line:\n%s", c.name, c.log.Name, redact([]byte(c.log.Log()), e.secret))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -272,13 +272,13 @@ func (e *lgEnv) warm(ns *testnet.NS, host string, c lgCase) string {
 // an unsigned connection.
 func (e *lgEnv) check() {
 	e.b.Helper()
-	for _, p := range []*proc{e.plain, e.inetd, e.listener, e.backend, e.spiped} {
-		if bytes.Contains([]byte(p.log()), e.secret) {
-			e.b.Fatalf("the TCP-MD5 secret appears in the output of %s", p.name)
+	for _, p := range []*testnet.Proc{e.plain, e.inetd, e.listener, e.backend, e.spiped} {
+		if bytes.Contains([]byte(p.Log()), e.secret) {
+			e.b.Fatalf("the TCP-MD5 secret appears in the output of %s", p.Name)
 		}
 	}
-	if strings.Contains(e.inetd.log(), "closed unsigned connection") {
-		e.b.Fatalf("sshd-md5-socket saw an unsigned connection:\n%s", redact([]byte(e.inetd.log()), e.secret))
+	if strings.Contains(e.inetd.Log(), "closed unsigned connection") {
+		e.b.Fatalf("sshd-md5-socket saw an unsigned connection:\n%s", redact([]byte(e.inetd.Log()), e.secret))
 	}
 }
 
@@ -332,7 +332,7 @@ func BenchmarkLogin(b *testing.B) {
 	samples := Alternate(b, rounds, fns...)
 	e.check()
 	// Every login must have been accepted by the sshd of its case.
-	want := map[*proc]int{}
+	want := map[*testnet.Proc]int{}
 	for _, r := range runs {
 		want[r.c.log] += rounds + 1
 	}
@@ -342,7 +342,7 @@ func BenchmarkLogin(b *testing.B) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if got := len(lgAccepted(p)); got != n {
-			b.Fatalf("%s logged %d accepted logins, want %d", p.name, got, n)
+			b.Fatalf("%s logged %d accepted logins, want %d", p.Name, got, n)
 		}
 	}
 

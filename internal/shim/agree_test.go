@@ -64,32 +64,32 @@ func TestCheckAgreesWithShim(t *testing.T) {
 			p := e.start(nil, e.shim, "-k", kr, "-l", c.listen, "--", "/bin/cat")
 			shimOK := false
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-				if strings.Contains(p.log(), "serving") {
+				if strings.Contains(p.Log(), "serving") {
 					shimOK = true
 					break
 				}
 				select {
-				case <-p.done:
+				case <-p.Done:
 				default:
 					if time.Now().Before(deadline) {
 						continue
 					}
-					t.Fatalf("the shim neither served nor exited within 10s:\n%s", p.log())
+					t.Fatalf("the shim neither served nor exited within 10s:\n%s", p.Log())
 				}
 				break
 			}
-			p.cmd.Process.Kill()
-			<-p.done
+			p.Cmd.Process.Kill()
+			<-p.Done
 			if checkOK != shimOK || checkOK != c.ok {
-				t.Fatalf("check ok %v, shim served %v, want both %v\ncheck:\n%s\nshim:\n%s", checkOK, shimOK, c.ok, out, p.log())
+				t.Fatalf("check ok %v, shim served %v, want both %v\ncheck:\n%s\nshim:\n%s", checkOK, shimOK, c.ok, out, p.Log())
 			}
 			if c.ok {
 				return
 			}
-			if co, so := string(out), p.log(); !strings.Contains(co, c.reason) || !strings.Contains(so, c.reason) {
+			if co, so := string(out), p.Log(); !strings.Contains(co, c.reason) || !strings.Contains(so, c.reason) {
 				t.Errorf("want %q from both\ncheck:\n%s\nshim:\n%s", c.reason, co, so)
 			}
-			if strings.Contains(string(out), key) || strings.Contains(p.log(), key) {
+			if strings.Contains(string(out), key) || strings.Contains(p.Log(), key) {
 				t.Errorf("a key appears in the output")
 			}
 		})

@@ -151,7 +151,7 @@ func TestKeyMismatchCases(t *testing.T) {
 			t.Errorf("IPv6 login with A: want every segment signed with A, got %v", st)
 		}
 	})
-	checkNoSecret(t, "sshd-md5-socket's log", shim.log(), secrets)
+	checkNoSecret(t, "sshd-md5-socket's log", shim.Log(), secrets)
 }
 
 // captureResult is one login's capture, checked with each key, and the

@@ -240,8 +240,8 @@ func TestSSHConfig(t *testing.T) {
 			default:
 				t.Logf("ssh nokey: %q; server TCPMD5NotFound +%d; capture: %v", strings.TrimSpace(errOut), d.NotFound, st)
 			}
-			if strings.Contains(l.shim.log(), "closed unsigned connection") {
-				t.Errorf("sshd-md5-socket logged an unsigned connection:\n%s", l.shim.log())
+			if strings.Contains(l.shim.Log(), "closed unsigned connection") {
+				t.Errorf("sshd-md5-socket logged an unsigned connection:\n%s", l.shim.Log())
 			}
 		})
 	}
