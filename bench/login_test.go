@@ -81,9 +81,9 @@ func lgNewEnv(b *testing.B) *lgEnv {
 	keyFile := filepath.Join(e.dir, "md5.key")
 	lgWrite(b, keyFile, e.secret)
 	serverKR := filepath.Join(e.dir, "server-keyring.toml")
-	lgWrite(b, serverKR, fmt.Appendf(nil, "[peers.%q]\nkey_file = %q\n", "0.0.0.0/0", keyFile))
+	testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", keyFile)}}.Write(b, serverKR)
 	e.clientKR = filepath.Join(e.dir, "client-keyring.toml")
-	lgWrite(b, e.clientKR, fmt.Appendf(nil, "[hosts.%q]\nkey_file = %q\n", "*", keyFile))
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", keyFile)}}.Write(b, e.clientKR)
 	// spiped's key: 32 random bytes (what `dd if=/dev/urandom bs=32
 	// count=1` makes), mode 0600. spipe and spiped take its path.
 	spk := make([]byte, 32)

@@ -76,7 +76,7 @@ func memProxy(b *testing.B) {
 	signed := memReceiver(b, ns, []md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: md5.Secret(secret)}})
 	plain := memReceiver(b, ns, nil)
 	keyring := filepath.Join(dir, "client.toml")
-	flWrite(b, keyring, []byte(fmt.Sprintf("[hosts.\"127.0.0.1\"]\nkey_file = %q\n", keyFile)))
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("127.0.0.1", keyFile)}}.Write(b, keyring)
 
 	type relay struct {
 		name string
@@ -153,7 +153,7 @@ func memShim(b *testing.B) {
 	keyFile := filepath.Join(dir, "md5.key")
 	flWrite(b, keyFile, secret)
 	keyring := filepath.Join(dir, "server.toml")
-	flWrite(b, keyring, []byte(fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", keyFile, keyFile)))
+	testnet.Keyring{Peers: testnet.Both(keyFile)}.Write(b, keyring)
 
 	var idleRSS, idleHWM, idleFDs, rss, hwm, fds, afterRSS []float64
 	for r := 0; r < memRounds(); r++ {

@@ -54,9 +54,9 @@ func BenchmarkStealthFlood(b *testing.B) {
 	keyFile := filepath.Join(dir, "md5.key")
 	flWrite(b, keyFile, secret)
 	serverKeyring := filepath.Join(dir, "server.toml")
-	flWrite(b, serverKeyring, []byte(fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", keyFile, keyFile)))
+	testnet.Keyring{Peers: testnet.Both(keyFile)}.Write(b, serverKeyring)
 	clientKeyring := filepath.Join(dir, "client.toml")
-	flWrite(b, clientKeyring, []byte(fmt.Sprintf("[hosts.%q]\nkey_file = %q\n", cl.AddrB4.String(), keyFile)))
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host(cl.AddrB4.String(), keyFile)}}.Write(b, clientKeyring)
 	sshd := testnet.NewSSHD(b, "SetEnv SHLVL=1")
 	shim := startProc(b, server, filepath.Base(shimBin), secret, shimBin,
 		append([]string{"-k", serverKeyring, "-l", "[::]:" + strconv.Itoa(flPort), "--stealth", "filtered", "--"}, sshd.InetdArgs()...)...)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 // TestCheckAgreesWithShim: `sshd-md5-socket check` says "ok" exactly when
@@ -26,9 +28,9 @@ func TestCheckAgreesWithShim(t *testing.T) {
 	e.writeFile(keyFile, key)
 	e.writeFile(loose, key)
 	os.Chmod(loose, 0o644)
-	both := fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", keyFile, keyFile)
-	only4 := fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n", keyFile)
-	only6 := fmt.Sprintf("[peers.\"::/0\"]\nkey_file = %q\n", keyFile)
+	both := testnet.Keyring{Peers: testnet.Both(keyFile)}.String()
+	only4 := testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", keyFile)}}.String()
+	only6 := testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("::/0", keyFile)}}.String()
 	dual := fmt.Sprintf("[::]:%d", port)
 	for _, c := range []struct {
 		name, keyring, listen string
@@ -46,8 +48,8 @@ func TestCheckAgreesWithShim(t *testing.T) {
 		{"client entry with a missing key file", both + "[hosts.elsewhere]\nkey_file = \"/nonexistent/x.key\"\n", dual, true, ""},
 		{"no [peers]", "[hosts.elsewhere]\nkey = \"abc\"\n", dual, false, "has no [peers]"},
 		{"syntax error", "[peers.\"0.0.0.0/0\"\nkey = \"abc\"\n", dual, false, "syntax error"},
-		{"missing key file", fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n", filepath.Join(dir, "gone.key")), hostPort(v4, port), false, "gone.key: no such file or directory"},
-		{"key file others can read", fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n", loose), hostPort(v4, port), false, "permissions 0644 are too open"},
+		{"missing key file", testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", filepath.Join(dir, "gone.key"))}}.String(), hostPort(v4, port), false, "gone.key: no such file or directory"},
+		{"key file others can read", testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", loose)}}.String(), hostPort(v4, port), false, "permissions 0644 are too open"},
 		{"key too long", "[peers.\"0.0.0.0/0\"]\nkey = \"" + strings.Repeat("x", 81) + "\"\n", hostPort(v4, port), false, "81 bytes"},
 		{"unknown field", "[peers.\"0.0.0.0/0\"]\nkey = \"abc\"\nkye = \"abc\"\n", hostPort(v4, port), false, `unknown field "kye"`},
 		{"both key and key_file", fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey = \"abc\"\nkey_file = %q\n", keyFile), hostPort(v4, port), false, "key_file"},

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,9 +64,7 @@ func (e *env) keyFile(secret []byte) string {
 	f.Write(secret)
 	f.Close()
 	kr := f.Name() + ".toml"
-	if err := os.WriteFile(kr, fmt.Appendf(nil, "[hosts.\"*\"]\nkey_file = %q\n", f.Name()), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", f.Name())}}.Write(e.t, kr)
 	return kr
 }
 
@@ -79,27 +78,17 @@ func (e *env) proxyCommand(keyring string) string {
 // or config management would, with inline keys.
 func (e *env) writeKeyring(path string, peers map[string][]byte) {
 	e.t.Helper()
-	var b strings.Builder
-	names := make([]string, 0, len(peers))
-	for p := range peers {
-		names = append(names, p)
+	var kr testnet.Keyring
+	for p, s := range peers {
+		kr.Peers = append(kr.Peers, testnet.Entry{Name: p, Key: s})
 	}
-	sort.Strings(names)
-	for _, p := range names {
-		fmt.Fprintf(&b, "[peers.%q]\nkey = %q\n", p, peers[p])
-	}
-	e.writeFile(path, b.String())
+	slices.SortFunc(kr.Peers, func(a, b testnet.Entry) int { return strings.Compare(a.Name, b.Name) })
+	kr.Write(e.t, path)
 }
 
 func (e *env) writeFile(path, text string) {
 	e.t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		e.t.Fatal(err)
-	}
+	testnet.WriteFile(e.t, path, text)
 }
 
 // start runs name args in the server namespace (see testnet.Proc), with
