@@ -242,9 +242,7 @@ func flSecret(b *testing.B) []byte {
 // flWrite writes a 0600 file (keys and keyrings).
 func flWrite(b *testing.B, path string, data []byte) {
 	b.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	testnet.WriteFile(b, path, string(data))
 }
 
 // flHping is a running flood.

@@ -79,7 +79,7 @@ func lgNewEnv(b *testing.B) *lgEnv {
 	}
 	e.secret = []byte(hex.EncodeToString(raw))
 	keyFile := filepath.Join(e.dir, "md5.key")
-	lgWrite(b, keyFile, e.secret)
+	flWrite(b, keyFile, e.secret)
 	serverKR := filepath.Join(e.dir, "server-keyring.toml")
 	testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", keyFile)}}.Write(b, serverKR)
 	e.clientKR = filepath.Join(e.dir, "client-keyring.toml")
@@ -91,7 +91,7 @@ func lgNewEnv(b *testing.B) *lgEnv {
 		b.Fatal(err)
 	}
 	e.spipeKey = filepath.Join(e.dir, "spiped.key")
-	lgWrite(b, e.spipeKey, spk)
+	flWrite(b, e.spipeKey, spk)
 
 	plainConf := e.configWith("ListenAddress 0.0.0.0:" + strconv.Itoa(lgPortPlain))
 	backendConf := e.configWith("ListenAddress 127.0.0.1:" + strconv.Itoa(lgPortBackend))
@@ -144,7 +144,7 @@ func (e *lgEnv) configWith(line string) string {
 		e.b.Fatal(err)
 	}
 	p := filepath.Join(e.dir, "sshd_config."+strconv.Itoa(len(line))+randSuffix())
-	lgWrite(e.b, p, append([]byte(line+"\n"), base...))
+	flWrite(e.b, p, append([]byte(line+"\n"), base...))
 	if out, err := exec.Command("/usr/sbin/sshd", "-t", "-f", p).CombinedOutput(); err != nil {
 		e.b.Fatalf("sshd -t rejects %s: %v: %s", line, err, out)
 	}
@@ -382,11 +382,4 @@ func lgWho(e *lgEnv, peer string) string {
 		return " (spiped's connection, not the client)"
 	}
 	return ""
-}
-
-func lgWrite(b *testing.B, path string, data []byte) {
-	b.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
 }

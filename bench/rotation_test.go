@@ -28,7 +28,7 @@ func BenchmarkLoginRotation(b *testing.B) {
 		b.Fatal(err)
 	}
 	newKey := filepath.Join(e.dir, "new.key")
-	lgWrite(b, newKey, []byte(hex.EncodeToString(raw)))
+	flWrite(b, newKey, []byte(hex.EncodeToString(raw)))
 	twoKR := filepath.Join(e.dir, "client-two-keys.toml")
 	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", newKey, filepath.Join(e.dir, "md5.key"))}}.Write(b, twoKR)
 
