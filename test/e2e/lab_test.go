@@ -147,24 +147,22 @@ func (l *lab) writeKeyring(label, section string, secret []byte, names ...string
 	l.t.Helper()
 	kf := filepath.Join(l.dir, label+".key")
 	writeAtomic(l.t, kf, secret)
-	var b strings.Builder
+	var kr testnet.Keyring
 	for _, n := range names {
-		fmt.Fprintf(&b, "[%s.%q]\nkey_file = %q\n", section, n, kf)
+		if section == "peers" {
+			kr.Peers = append(kr.Peers, testnet.Peer(n, kf))
+		} else {
+			kr.Hosts = append(kr.Hosts, testnet.Host(n, kf))
+		}
 	}
 	p := filepath.Join(l.dir, label+"-keyring.toml")
-	writeAtomic(l.t, p, []byte(b.String()))
+	kr.Write(l.t, p)
 	return p
 }
 
 func writeAtomic(t *testing.T, path string, data []byte) {
 	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	testnet.WriteFile(t, path, string(data))
 }
 
 // startShim runs sshd-md5-socket on [::]:protectedPort in the server

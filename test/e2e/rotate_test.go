@@ -112,14 +112,14 @@ func (l *lab) writeClientKeys(label string, secrets ...[]byte) string {
 	for i, s := range secrets {
 		kf := filepath.Join(l.dir, fmt.Sprintf("%s-%d.key", label, i+1))
 		writeAtomic(l.t, kf, s)
-		files = append(files, strconv.Quote(kf))
+		files = append(files, kf)
 	}
-	var b strings.Builder
+	var kr testnet.Keyring
 	for _, a := range []netip.Addr{l.server.a4, l.server.a6} {
-		fmt.Fprintf(&b, "[hosts.%q]\nkey_file = [%s]\n", a.String(), strings.Join(files, ", "))
+		kr.Hosts = append(kr.Hosts, testnet.Host(a.String(), files...))
 	}
 	p := filepath.Join(l.dir, label+"-keyring.toml")
-	writeAtomic(l.t, p, []byte(b.String()))
+	kr.Write(l.t, p)
 	return p
 }
 

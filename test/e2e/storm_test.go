@@ -71,13 +71,13 @@ func TestReloadStorm(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < sighups; i++ {
-			var b strings.Builder
-			fmt.Fprintf(&b, "[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", kf, kf)
+			kr := testnet.Keyring{Peers: testnet.Both(kf)}
 			if i%2 == 0 {
-				fmt.Fprintf(&b, "[peers.%q]\nkey_file = %q\n", extra, kf)
+				kr.Peers = append(kr.Peers, testnet.Peer(extra, kf))
 			}
+			// Not kr.Write: t.Fatal cannot stop the test from this goroutine.
 			tmp := l.serverKeyring + ".tmp"
-			if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+			if err := os.WriteFile(tmp, []byte(kr.String()), 0o600); err != nil {
 				t.Errorf("keyring %d: %v", i, err)
 				return
 			}
