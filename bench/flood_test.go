@@ -65,16 +65,16 @@ func BenchmarkSYNFlood(b *testing.B) {
 	keyFile := filepath.Join(dir, "md5.key")
 	flWrite(b, keyFile, secret)
 	serverKeyring := filepath.Join(dir, "server.toml")
-	flWrite(b, serverKeyring, []byte(fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", keyFile, keyFile)))
+	testnet.Keyring{Peers: testnet.Both(keyFile)}.Write(b, serverKeyring)
 	clientKeyring := filepath.Join(dir, "client.toml")
-	flWrite(b, clientKeyring, []byte(fmt.Sprintf("[hosts.%q]\nkey_file = %q\n", cl.AddrB4.String(), keyFile)))
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host(cl.AddrB4.String(), keyFile)}}.Write(b, clientKeyring)
 
 	// sshd runs `true` with root's shell; SHLVL=1 keeps bash from reading
 	// root's ~/.bashrc (pyenv init), which would dominate the login time.
 	sshd := testnet.NewSSHD(b, "SetEnv SHLVL=1")
 	shim := startProc(b, server, filepath.Base(shimBin), secret, shimBin, append([]string{"-k", serverKeyring, "-l", "[::]:" + strconv.Itoa(flPort), "--"}, sshd.InetdArgs()...)...)
-	shim.waitLog(`serving .* in inetd mode`, 20*time.Second)
-	shimPID := shim.cmd.Process.Pid
+	shim.WaitLog(`serving .* in inetd mode`, 20*time.Second)
+	shimPID := shim.Cmd.Process.Pid
 
 	sshArgs := append(sshd.SSHArgs(), "-p", strconv.Itoa(flPort),
 		"-o", "ProxyCommand="+proxy+" -k "+clientKeyring+" %h %p",
@@ -152,8 +152,8 @@ func BenchmarkSYNFlood(b *testing.B) {
 		func() float64 { batch(true); return 0 },
 		func() float64 { closedBatch(); return 0 },
 	)
-	unsignedAccepted := strings.Contains(shim.log(), "closed unsigned connection")
-	if bytes.Contains([]byte(shim.log()), secret) {
+	unsignedAccepted := strings.Contains(shim.Log(), "closed unsigned connection")
+	if bytes.Contains([]byte(shim.Log()), secret) {
 		b.Fatalf("the secret appears in sshd-md5-socket's log")
 	}
 
@@ -242,14 +242,12 @@ func flSecret(b *testing.B) []byte {
 // flWrite writes a 0600 file (keys and keyrings).
 func flWrite(b *testing.B, path string, data []byte) {
 	b.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	testnet.WriteFile(b, path, string(data))
 }
 
 // flHping is a running flood.
 type flHping struct {
-	p     *proc
+	p     *testnet.Proc
 	start time.Time
 }
 
@@ -259,22 +257,10 @@ type flHping struct {
 // hping3 prints its statistics.
 func flStartHping(b *testing.B, attacker *testnet.NS, ifc, dst string, port int) *flHping {
 	b.Helper()
-	p := &proc{b: b, name: "hping3", done: make(chan struct{})}
-	p.cmd = attacker.Cmd("timeout", "-s", "INT", "-k", "2", strconv.Itoa(int(flFloodLimit/time.Second)),
+	p := attacker.NewProc("timeout", "-s", "INT", "-k", "2", strconv.Itoa(int(flFloodLimit/time.Second)),
 		"hping3", "-I", ifc, "-S", "--flood", "-p", strconv.Itoa(port), dst)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		b.Fatalf("start hping3: %v", err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	b.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p.Name = "hping3"
+	p.Start(b)
 	return &flHping{p: p, start: time.Now()}
 }
 
@@ -285,20 +271,20 @@ var flSentRE = regexp.MustCompile(`(\d+) packets transmitted`)
 func (h *flHping) stop(b *testing.B) (int, time.Duration) {
 	b.Helper()
 	select {
-	case <-h.p.done:
-		b.Fatalf("hping3 ended before it was stopped (the 10 s bound hit, or it failed):\n%s", h.p.log())
+	case <-h.p.Done:
+		b.Fatalf("hping3 ended before it was stopped (the 10 s bound hit, or it failed):\n%s", h.p.Log())
 	default:
 	}
-	_ = h.p.cmd.Process.Signal(syscall.SIGINT)
+	_ = h.p.Cmd.Process.Signal(syscall.SIGINT)
 	el := time.Since(h.start)
 	select {
-	case <-h.p.done:
+	case <-h.p.Done:
 	case <-time.After(10 * time.Second):
 		b.Fatalf("hping3 did not stop on SIGINT")
 	}
-	m := flSentRE.FindStringSubmatch(h.p.log())
+	m := flSentRE.FindStringSubmatch(h.p.Log())
 	if m == nil {
-		b.Fatalf("hping3 printed no statistics:\n%s", h.p.log())
+		b.Fatalf("hping3 printed no statistics:\n%s", h.p.Log())
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n, el

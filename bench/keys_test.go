@@ -62,7 +62,7 @@ func keysMake(b *testing.B, dir string, n int) *keysSet {
 // that changes is the last /32's, or with n=1 the catch-all's: then the
 // signed client's key changes too, but the client dials other listeners.
 func (s *keysSet) write(b *testing.B) {
-	var w strings.Builder
+	var kr testnet.Keyring
 	for i, k := range s.keys {
 		sec := k.Secret
 		if i == len(s.keys)-1 {
@@ -71,15 +71,9 @@ func (s *keysSet) write(b *testing.B) {
 				sec = s.changeB
 			}
 		}
-		fmt.Fprintf(&w, "[peers.%q]\nkey = %q\n", k.Prefix.String(), string(sec))
+		kr.Peers = append(kr.Peers, testnet.Entry{Name: k.Prefix.String(), Key: []byte(sec)})
 	}
-	tmp := s.keyring + ".tmp"
-	if err := os.WriteFile(tmp, []byte(w.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Rename(tmp, s.keyring); err != nil {
-		b.Fatal(err)
-	}
+	kr.Write(b, s.keyring)
 }
 
 // keysShim is a running sshd-md5-socket whose log lines arrive on lines.

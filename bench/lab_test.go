@@ -77,14 +77,12 @@ func tpKeyring(b *testing.B, dir string, secret md5.Secret, names ...string) str
 	if err := os.WriteFile(kf, secret, 0o600); err != nil {
 		b.Fatalf("write key file: %v", err)
 	}
-	var s strings.Builder
+	var kr testnet.Keyring
 	for _, n := range names {
-		fmt.Fprintf(&s, "[hosts.%q]\nkey_file = %q\n", n, kf)
+		kr.Hosts = append(kr.Hosts, testnet.Host(n, kf))
 	}
 	p := filepath.Join(dir, "keyring.toml")
-	if err := os.WriteFile(p, []byte(s.String()), 0o600); err != nil {
-		b.Fatalf("write keyring: %v", err)
-	}
+	kr.Write(b, p)
 	return p
 }
 

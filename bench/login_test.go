@@ -46,7 +46,7 @@ type lgEnv struct {
 	clientKR string // ssh-md5-proxy keyring: [hosts."*"]
 	spipeKey string // spiped's 32-byte key file
 
-	plain, inetd, listener, backend, spiped *proc
+	plain, inetd, listener, backend, spiped *testnet.Proc
 }
 
 // lgNewEnv sets up the namespaces, keys and configs and starts: sshd -D
@@ -79,11 +79,11 @@ func lgNewEnv(b *testing.B) *lgEnv {
 	}
 	e.secret = []byte(hex.EncodeToString(raw))
 	keyFile := filepath.Join(e.dir, "md5.key")
-	lgWrite(b, keyFile, e.secret)
+	flWrite(b, keyFile, e.secret)
 	serverKR := filepath.Join(e.dir, "server-keyring.toml")
-	lgWrite(b, serverKR, fmt.Appendf(nil, "[peers.%q]\nkey_file = %q\n", "0.0.0.0/0", keyFile))
+	testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", keyFile)}}.Write(b, serverKR)
 	e.clientKR = filepath.Join(e.dir, "client-keyring.toml")
-	lgWrite(b, e.clientKR, fmt.Appendf(nil, "[hosts.%q]\nkey_file = %q\n", "*", keyFile))
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", keyFile)}}.Write(b, e.clientKR)
 	// spiped's key: 32 random bytes (what `dd if=/dev/urandom bs=32
 	// count=1` makes), mode 0600. spipe and spiped take its path.
 	spk := make([]byte, 32)
@@ -91,33 +91,33 @@ func lgNewEnv(b *testing.B) *lgEnv {
 		b.Fatal(err)
 	}
 	e.spipeKey = filepath.Join(e.dir, "spiped.key")
-	lgWrite(b, e.spipeKey, spk)
+	flWrite(b, e.spipeKey, spk)
 
 	plainConf := e.configWith("ListenAddress 0.0.0.0:" + strconv.Itoa(lgPortPlain))
 	backendConf := e.configWith("ListenAddress 127.0.0.1:" + strconv.Itoa(lgPortBackend))
 
 	e.plain = startProc(b, e.srv, "sshd -D", e.secret, "/usr/sbin/sshd", "-D", "-e", "-f", plainConf)
-	e.plain.waitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortPlain), 20*time.Second)
+	e.plain.WaitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortPlain), 20*time.Second)
 
 	e.inetd = startProc(b, e.srv, "sshd-md5-socket inetd", e.secret, shim,
 		"-k", serverKR, "-l", "0.0.0.0:"+strconv.Itoa(lgPortInetd), "--",
 		"/usr/sbin/sshd", "-i", "-e", "-f", e.sshd.Config)
-	e.inetd.waitLog(`serving .* in inetd mode`, 20*time.Second)
+	e.inetd.WaitLog(`serving .* in inetd mode`, 20*time.Second)
 
 	// sshd_config has no ListenAddress: Debian's sshd serves the sockets
 	// it is handed (LISTEN_FDS) and binds nothing itself.
 	e.listener = startProc(b, e.srv, "sshd-md5-socket listener", e.secret, shim,
 		"--mode", "listener", "-k", serverKR, "-l", "0.0.0.0:"+strconv.Itoa(lgPortListener), "--",
 		"/usr/sbin/sshd", "-D", "-e", "-f", e.sshd.Config)
-	e.listener.waitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortListener), 20*time.Second)
+	e.listener.WaitLog(`Server listening on 0\.0\.0\.0 port `+strconv.Itoa(lgPortListener), 20*time.Second)
 
 	e.backend = startProc(b, e.srv, "sshd -D behind spiped", e.secret, "/usr/sbin/sshd", "-D", "-e", "-f", backendConf)
-	e.backend.waitLog(`Server listening on 127\.0\.0\.1 port `+strconv.Itoa(lgPortBackend), 20*time.Second)
+	e.backend.WaitLog(`Server listening on 127\.0\.0\.1 port `+strconv.Itoa(lgPortBackend), 20*time.Second)
 
 	e.spiped = startProc(b, e.srv, "spiped", e.secret, "spiped", "-d", "-F",
 		"-s", "[0.0.0.0]:"+strconv.Itoa(lgPortSpiped),
 		"-t", "[127.0.0.1]:"+strconv.Itoa(lgPortBackend), "-k", e.spipeKey)
-	e.spiped.waitListen(e.srv, lgPortSpiped, 20*time.Second) // spiped -F says nothing when ready
+	e.spiped.WaitListen(lgPortSpiped, 20*time.Second) // spiped -F says nothing when ready
 
 	// Only these listeners, nothing bound by an sshd on its own.
 	out := e.srv.Run(b, "ss", "-Hltn")
@@ -144,7 +144,7 @@ func (e *lgEnv) configWith(line string) string {
 		e.b.Fatal(err)
 	}
 	p := filepath.Join(e.dir, "sshd_config."+strconv.Itoa(len(line))+randSuffix())
-	lgWrite(e.b, p, append([]byte(line+"\n"), base...))
+	flWrite(e.b, p, append([]byte(line+"\n"), base...))
 	if out, err := exec.Command("/usr/sbin/sshd", "-t", "-f", p).CombinedOutput(); err != nil {
 		e.b.Fatalf("sshd -t rejects %s: %v: %s", line, err, out)
 	}
@@ -161,8 +161,8 @@ func randSuffix() string {
 type lgCase struct {
 	name string
 	port int
-	opts []string // ssh options for this case (ProxyCommand, ...)
-	log  *proc    // the process whose stderr has sshd's log for this case
+	opts []string      // ssh options for this case (ProxyCommand, ...)
+	log  *testnet.Proc // the process whose stderr has sshd's log for this case
 }
 
 // cases returns the cases of the comparison, the baseline first.
@@ -242,9 +242,9 @@ func (e *lgEnv) login(ns *testnet.NS, host string, c lgCase) float64 {
 var lgAcceptedRE = regexp.MustCompile(`Accepted publickey for root from (\S+) port (\d+)`)
 
 // accepted returns the peer addresses in p's "Accepted publickey" lines.
-func lgAccepted(p *proc) []string {
+func lgAccepted(p *testnet.Proc) []string {
 	var out []string
-	for _, m := range lgAcceptedRE.FindAllStringSubmatch(p.log(), -1) {
+	for _, m := range lgAcceptedRE.FindAllStringSubmatch(p.Log(), -1) {
 		out = append(out, m[1])
 	}
 	return out
@@ -262,7 +262,7 @@ func (e *lgEnv) warm(ns *testnet.NS, host string, c lgCase) string {
 			return a[len(a)-1]
 		}
 		if time.Now().After(deadline) {
-			e.b.Fatalf("%s: login worked but %s logged no \"Accepted publickey\" line:\n%s", c.name, c.log.name, redact([]byte(c.log.log()), e.secret))
+			e.b.Fatalf("%s: login worked but %s logged no \"Accepted publickey\" line:\n%s", c.name, c.log.Name, redact([]byte(c.log.Log()), e.secret))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -272,13 +272,13 @@ func (e *lgEnv) warm(ns *testnet.NS, host string, c lgCase) string {
 // an unsigned connection.
 func (e *lgEnv) check() {
 	e.b.Helper()
-	for _, p := range []*proc{e.plain, e.inetd, e.listener, e.backend, e.spiped} {
-		if bytes.Contains([]byte(p.log()), e.secret) {
-			e.b.Fatalf("the TCP-MD5 secret appears in the output of %s", p.name)
+	for _, p := range []*testnet.Proc{e.plain, e.inetd, e.listener, e.backend, e.spiped} {
+		if bytes.Contains([]byte(p.Log()), e.secret) {
+			e.b.Fatalf("the TCP-MD5 secret appears in the output of %s", p.Name)
 		}
 	}
-	if strings.Contains(e.inetd.log(), "closed unsigned connection") {
-		e.b.Fatalf("sshd-md5-socket saw an unsigned connection:\n%s", redact([]byte(e.inetd.log()), e.secret))
+	if strings.Contains(e.inetd.Log(), "closed unsigned connection") {
+		e.b.Fatalf("sshd-md5-socket saw an unsigned connection:\n%s", redact([]byte(e.inetd.Log()), e.secret))
 	}
 }
 
@@ -332,7 +332,7 @@ func BenchmarkLogin(b *testing.B) {
 	samples := Alternate(b, rounds, fns...)
 	e.check()
 	// Every login must have been accepted by the sshd of its case.
-	want := map[*proc]int{}
+	want := map[*testnet.Proc]int{}
 	for _, r := range runs {
 		want[r.c.log] += rounds + 1
 	}
@@ -342,7 +342,7 @@ func BenchmarkLogin(b *testing.B) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if got := len(lgAccepted(p)); got != n {
-			b.Fatalf("%s logged %d accepted logins, want %d", p.name, got, n)
+			b.Fatalf("%s logged %d accepted logins, want %d", p.Name, got, n)
 		}
 	}
 
@@ -382,11 +382,4 @@ func lgWho(e *lgEnv, peer string) string {
 		return " (spiped's connection, not the client)"
 	}
 	return ""
-}
-
-func lgWrite(b *testing.B, path string, data []byte) {
-	b.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
 }

@@ -76,7 +76,7 @@ func memProxy(b *testing.B) {
 	signed := memReceiver(b, ns, []md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: md5.Secret(secret)}})
 	plain := memReceiver(b, ns, nil)
 	keyring := filepath.Join(dir, "client.toml")
-	flWrite(b, keyring, []byte(fmt.Sprintf("[hosts.\"127.0.0.1\"]\nkey_file = %q\n", keyFile)))
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("127.0.0.1", keyFile)}}.Write(b, keyring)
 
 	type relay struct {
 		name string
@@ -97,7 +97,7 @@ func memProxy(b *testing.B) {
 		port := memFreePort(b, ns)
 		d := startProc(b, ns, "spiped", secret, "spiped", "-d", "-F", "-s", fmt.Sprintf("[127.0.0.1]:%d", port),
 			"-t", fmt.Sprintf("[127.0.0.1]:%d", plain.port), "-k", spKey)
-		d.waitListen(ns, port, 10*time.Second)
+		d.WaitListen(port, 10*time.Second)
 		relays = append(relays, &relay{name: "spipe (spiped, unsigned)", comm: "spipe", argv: []string{"spipe", "-t", fmt.Sprintf("[127.0.0.1]:%d", port), "-k", spKey}, recv: plain})
 	} else {
 		SectionNote(memSectionProxy, "spiped is not installed, so there is no spipe row (bench/run installs it).")
@@ -153,7 +153,7 @@ func memShim(b *testing.B) {
 	keyFile := filepath.Join(dir, "md5.key")
 	flWrite(b, keyFile, secret)
 	keyring := filepath.Join(dir, "server.toml")
-	flWrite(b, keyring, []byte(fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", keyFile, keyFile)))
+	testnet.Keyring{Peers: testnet.Both(keyFile)}.Write(b, keyring)
 
 	var idleRSS, idleHWM, idleFDs, rss, hwm, fds, afterRSS []float64
 	for r := 0; r < memRounds(); r++ {
@@ -163,8 +163,8 @@ func memShim(b *testing.B) {
 			// pending, all from 127.0.0.1: lift those limits too.
 			"--max-conns", strconv.Itoa(2*n), "--max-startups", strconv.Itoa(2*n),
 			"--per-source-max-startups", strconv.Itoa(2*n), "--", "/bin/cat")
-		shim.waitLog(`serving .* in inetd mode`, 20*time.Second)
-		pid := shim.cmd.Process.Pid
+		shim.WaitLog(`serving .* in inetd mode`, 20*time.Second)
+		pid := shim.Cmd.Process.Pid
 		time.Sleep(300 * time.Millisecond)
 		st := memStatus(b, pid)
 		idleRSS, idleHWM = append(idleRSS, st.rss), append(idleHWM, st.hwm)
@@ -215,11 +215,11 @@ func memShim(b *testing.B) {
 		}
 		time.Sleep(200 * time.Millisecond)
 		afterRSS = append(afterRSS, memStatus(b, pid).rss)
-		if strings.Contains(shim.log(), string(secret)) {
+		if strings.Contains(shim.Log(), string(secret)) {
 			b.Fatalf("the secret appears in sshd-md5-socket's log")
 		}
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		<-shim.done
+		<-shim.Done
 	}
 	idle := "idle, VmRSS"
 	sess := fmt.Sprintf("%d sessions", n)

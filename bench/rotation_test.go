@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 const rotSection = "Login during a key rotation"
@@ -26,9 +28,9 @@ func BenchmarkLoginRotation(b *testing.B) {
 		b.Fatal(err)
 	}
 	newKey := filepath.Join(e.dir, "new.key")
-	lgWrite(b, newKey, []byte(hex.EncodeToString(raw)))
+	flWrite(b, newKey, []byte(hex.EncodeToString(raw)))
 	twoKR := filepath.Join(e.dir, "client-two-keys.toml")
-	lgWrite(b, twoKR, fmt.Appendf(nil, "[hosts.%q]\nkey_file = [%q, %q]\n", "*", newKey, filepath.Join(e.dir, "md5.key")))
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", newKey, filepath.Join(e.dir, "md5.key"))}}.Write(b, twoKR)
 
 	proxyOpts := func(kr string, fdpass bool) []string {
 		if fdpass {

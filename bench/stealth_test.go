@@ -54,14 +54,14 @@ func BenchmarkStealthFlood(b *testing.B) {
 	keyFile := filepath.Join(dir, "md5.key")
 	flWrite(b, keyFile, secret)
 	serverKeyring := filepath.Join(dir, "server.toml")
-	flWrite(b, serverKeyring, []byte(fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", keyFile, keyFile)))
+	testnet.Keyring{Peers: testnet.Both(keyFile)}.Write(b, serverKeyring)
 	clientKeyring := filepath.Join(dir, "client.toml")
-	flWrite(b, clientKeyring, []byte(fmt.Sprintf("[hosts.%q]\nkey_file = %q\n", cl.AddrB4.String(), keyFile)))
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host(cl.AddrB4.String(), keyFile)}}.Write(b, clientKeyring)
 	sshd := testnet.NewSSHD(b, "SetEnv SHLVL=1")
 	shim := startProc(b, server, filepath.Base(shimBin), secret, shimBin,
 		append([]string{"-k", serverKeyring, "-l", "[::]:" + strconv.Itoa(flPort), "--stealth", "filtered", "--"}, sshd.InetdArgs()...)...)
-	shim.waitLog(`serving .* in inetd mode`, 20*time.Second)
-	shimPID := shim.cmd.Process.Pid
+	shim.WaitLog(`serving .* in inetd mode`, 20*time.Second)
+	shimPID := shim.Cmd.Process.Pid
 	sshArgs := append(sshd.SSHArgs(), "-p", strconv.Itoa(flPort),
 		"-o", "ProxyCommand="+proxy+" -k "+clientKeyring+" %h %p",
 		"root@"+cl.AddrB4.String(), "true")
@@ -180,7 +180,7 @@ func BenchmarkStealthFlood(b *testing.B) {
 	rq := Percentile(quiet.ms, 50)
 	SectionNote(stSection, fmt.Sprintf("Login latency during the flood as a ratio to quiet (medians): filtered %.2fx, closed %.2fx, closed without limit %.2fx. The flood and the attacker share this 2-CPU host with the logins (and with other work on the machine), so the ratios mostly measure CPU contention; read them against each other and against their spread, not as absolute costs.",
 		Percentile(filtered.ms, 50)/rq, Percentile(closed.ms, 50)/rq, Percentile(unlimited.ms, 50)/rq))
-	if strings.Contains(shim.log(), "closed unsigned connection") {
+	if strings.Contains(shim.Log(), "closed unsigned connection") {
 		SectionNote(stSection, "The shim logged a closed unsigned connection during the run: investigate.")
 	}
 }

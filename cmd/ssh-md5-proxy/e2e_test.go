@@ -72,14 +72,12 @@ func writeKeyring(t *testing.T, secret md5.Secret, names ...string) string {
 	if err := os.WriteFile(filepath.Join(dir, "client.key"), secret, 0o600); err != nil {
 		t.Fatalf("write key file: %v", err)
 	}
-	var b strings.Builder
+	var kr testnet.Keyring
 	for _, n := range names {
-		fmt.Fprintf(&b, "[hosts.%q]\nkey_file = \"client.key\"\n", n)
+		kr.Hosts = append(kr.Hosts, testnet.Host(n, "client.key"))
 	}
 	p := filepath.Join(dir, "keyring.toml")
-	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
-		t.Fatalf("write keyring: %v", err)
-	}
+	kr.Write(t, p)
 	return p
 }
 
@@ -94,16 +92,14 @@ func writeKeyringKeys(t *testing.T, keys []md5.Secret, names ...string) string {
 		if err := os.WriteFile(filepath.Join(dir, f), k, 0o600); err != nil {
 			t.Fatalf("write key file: %v", err)
 		}
-		files = append(files, fmt.Sprintf("%q", f))
+		files = append(files, f)
 	}
-	var b strings.Builder
+	var kr testnet.Keyring
 	for _, n := range names {
-		fmt.Fprintf(&b, "[hosts.%q]\nkey_file = [%s]\n", n, strings.Join(files, ", "))
+		kr.Hosts = append(kr.Hosts, testnet.Host(n, files...))
 	}
 	p := filepath.Join(dir, "keyring.toml")
-	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
-		t.Fatalf("write keyring: %v", err)
-	}
+	kr.Write(t, p)
 	return p
 }
 

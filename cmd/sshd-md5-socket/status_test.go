@@ -3,10 +3,7 @@
 package main
 
 import (
-	"fmt"
-	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,16 +33,8 @@ func TestNetnsScripts(t *testing.T) {
 				}
 				port, err := strconv.Atoi(args[0])
 				ts.Check(err)
-				want := fmt.Sprintf(":%04X 00000000:0000 0A", port)
-				want6 := fmt.Sprintf(":%04X 00000000000000000000000000000000:0000 0A", port)
-				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-					out, err := exec.Command("ip", "netns", "exec", ts.Getenv("NS"), "cat", "/proc/net/tcp", "/proc/net/tcp6").Output()
-					ts.Check(err)
-					if strings.Contains(string(out), want) || strings.Contains(string(out), want6) {
-						return
-					}
-				}
-				ts.Fatalf("nothing listens on port %d in %s after 10s", port, ts.Getenv("NS"))
+				ns := &testnet.NS{Name: ts.Getenv("NS")}
+				ts.Check(ns.WaitListen(port, 10*time.Second, nil))
 			},
 		},
 	})

@@ -11,22 +11,20 @@ import (
 	"testing"
 
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 // TestCheckLimits: too little option memory fails with the fix, more keys
 // than sock_diag reports gets a note; no secret is printed.
 func TestCheckLimits(t *testing.T) {
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("[peers.\"0.0.0.0/0\"]\nkey = \"SECRET-all\"\n")
+	ring := testnet.Keyring{Peers: []testnet.Entry{{Name: "0.0.0.0/0", Key: []byte("SECRET-all")}}}
 	n := md5.MaxReadableKeys + 10
 	for i := range n {
-		fmt.Fprintf(&b, "[peers.\"10.%d.%d.0/24\"]\nkey = \"SECRET-%d\"\n", i/256, i%256, i)
+		ring.Peers = append(ring.Peers, testnet.Entry{Name: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), Key: fmt.Appendf(nil, "SECRET-%d", i)})
 	}
 	kr := filepath.Join(dir, "kr.toml")
-	if err := os.WriteFile(kr, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ring.Write(t, kr)
 	optmem := filepath.Join(dir, "optmem_max")
 	if err := os.WriteFile(optmem, []byte("20480\n"), 0o644); err != nil {
 		t.Fatal(err)

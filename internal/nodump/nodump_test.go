@@ -101,10 +101,7 @@ func TestNoCore(t *testing.T) {
 			if err := os.WriteFile(kf, []byte(secret), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			text := fmt.Sprintf("[hosts.dut]\nkey_file = %q\n[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", kf, kf, kf)
-			if err := os.WriteFile(kr, []byte(text), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			testnet.Keyring{Peers: testnet.Both(kf), Hosts: []testnet.Entry{testnet.Host("dut", kf)}}.Write(t, kr)
 			cwd := filepath.Join(dir, "cwd")
 			if err := os.Mkdir(cwd, 0o700); err != nil {
 				t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 // TestCheckAgreesWithShim: `sshd-md5-socket check` says "ok" exactly when
@@ -26,9 +28,9 @@ func TestCheckAgreesWithShim(t *testing.T) {
 	e.writeFile(keyFile, key)
 	e.writeFile(loose, key)
 	os.Chmod(loose, 0o644)
-	both := fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", keyFile, keyFile)
-	only4 := fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n", keyFile)
-	only6 := fmt.Sprintf("[peers.\"::/0\"]\nkey_file = %q\n", keyFile)
+	both := testnet.Keyring{Peers: testnet.Both(keyFile)}.String()
+	only4 := testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", keyFile)}}.String()
+	only6 := testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("::/0", keyFile)}}.String()
 	dual := fmt.Sprintf("[::]:%d", port)
 	for _, c := range []struct {
 		name, keyring, listen string
@@ -47,8 +49,8 @@ func TestCheckAgreesWithShim(t *testing.T) {
 		{"client entry with a missing key file", both + "[hosts.elsewhere]\nkey_file = \"/nonexistent/x.key\"\n", dual, true, ""},
 		{"no [peers]", "[hosts.elsewhere]\nkey = \"abc\"\n", dual, false, "has no [peers]"},
 		{"syntax error", "[peers.\"0.0.0.0/0\"\nkey = \"abc\"\n", dual, false, "syntax error"},
-		{"missing key file", fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n", filepath.Join(dir, "gone.key")), hostPort(v4, port), false, "gone.key: no such file or directory"},
-		{"key file others can read", fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey_file = %q\n", loose), hostPort(v4, port), false, "permissions 0644 are too open"},
+		{"missing key file", testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", filepath.Join(dir, "gone.key"))}}.String(), hostPort(v4, port), false, "gone.key: no such file or directory"},
+		{"key file others can read", testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", loose)}}.String(), hostPort(v4, port), false, "permissions 0644 are too open"},
 		{"key too long", "[peers.\"0.0.0.0/0\"]\nkey = \"" + strings.Repeat("x", 81) + "\"\n", hostPort(v4, port), false, "81 bytes"},
 		{"unknown field", "[peers.\"0.0.0.0/0\"]\nkey = \"abc\"\nkye = \"abc\"\n", hostPort(v4, port), false, `unknown field "kye"`},
 		{"both key and key_file", fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey = \"abc\"\nkey_file = %q\n", keyFile), hostPort(v4, port), false, "key_file"},
@@ -65,32 +67,32 @@ func TestCheckAgreesWithShim(t *testing.T) {
 			p := e.start(nil, e.shim, "-k", kr, "-l", c.listen, "--", "/bin/cat")
 			shimOK := false
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-				if strings.Contains(p.log(), "serving") {
+				if strings.Contains(p.Log(), "serving") {
 					shimOK = true
 					break
 				}
 				select {
-				case <-p.done:
+				case <-p.Done:
 				default:
 					if time.Now().Before(deadline) {
 						continue
 					}
-					t.Fatalf("the shim neither served nor exited within 10s:\n%s", p.log())
+					t.Fatalf("the shim neither served nor exited within 10s:\n%s", p.Log())
 				}
 				break
 			}
-			p.cmd.Process.Kill()
-			<-p.done
+			p.Cmd.Process.Kill()
+			<-p.Done
 			if checkOK != shimOK || checkOK != c.ok {
-				t.Fatalf("check ok %v, shim served %v, want both %v\ncheck:\n%s\nshim:\n%s", checkOK, shimOK, c.ok, out, p.log())
+				t.Fatalf("check ok %v, shim served %v, want both %v\ncheck:\n%s\nshim:\n%s", checkOK, shimOK, c.ok, out, p.Log())
 			}
 			if c.ok {
 				return
 			}
-			if co, so := string(out), p.log(); !strings.Contains(co, c.reason) || !strings.Contains(so, c.reason) {
+			if co, so := string(out), p.Log(); !strings.Contains(co, c.reason) || !strings.Contains(so, c.reason) {
 				t.Errorf("want %q from both\ncheck:\n%s\nshim:\n%s", c.reason, co, so)
 			}
-			if strings.Contains(string(out), key) || strings.Contains(p.log(), key) {
+			if strings.Contains(string(out), key) || strings.Contains(p.Log(), key) {
 				t.Errorf("a key appears in the output")
 			}
 		})

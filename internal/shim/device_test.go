@@ -53,15 +53,15 @@ func TestBoundDeviceListener(t *testing.T) {
 	p := e.start([]*os.File{f}, "sh", append([]string{"-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`, e.shim, "-k", kr, "--"}, e.sshd.InetdArgs()...)...)
 	f.Close()
 	ln.Close()
-	p.waitLog(`serving`, 10*time.Second)
+	p.WaitLog(`serving`, 10*time.Second)
 	for _, a := range []netip.Addr{e.link.AddrA4, e.link.AddrA6} {
 		out, err := e.ssh(a, port, e.keyFile(k), "echo", "login-ok")
 		if err != nil || !strings.Contains(out, "login-ok") {
-			t.Fatalf("signed ssh login to %s through a listener bound to %s: %v: %s\n%s", a, e.link.IfA, err, out, p.log())
+			t.Fatalf("signed ssh login to %s through a listener bound to %s: %v: %s\n%s", a, e.link.IfA, err, out, p.Log())
 		}
 	}
-	if strings.Contains(p.log(), "cannot check its TCP-MD5 key") {
-		t.Fatalf("the shim could not check a connection's key:\n%s", p.log())
+	if strings.Contains(p.Log(), "cannot check its TCP-MD5 key") {
+		t.Fatalf("the shim could not check a connection's key:\n%s", p.Log())
 	}
 	e.expectNoAnswer(hostPort(e.link.AddrA4, port), nil)
 }
@@ -78,7 +78,7 @@ func TestLinkLocalPeer(t *testing.T) {
 	e.server.Run(t, "ip", "-6", "addr", "add", "fe80::a/64", "dev", e.link.IfA, "nodad")
 	e.client.Run(t, "ip", "-6", "addr", "add", "fe80::b/64", "dev", e.link.IfB, "nodad")
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", "[::]:" + strconv.Itoa(port), "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`serving`, 10*time.Second)
+	p.WaitLog(`serving`, 10*time.Second)
 	addr := "[fe80::a%" + e.link.IfB + "]:" + strconv.Itoa(port)
 	c, err := e.dial(addr, k6, 5*time.Second)
 	if err != nil {
@@ -86,8 +86,8 @@ func TestLinkLocalPeer(t *testing.T) {
 	}
 	defer c.Close()
 	if b, err := banner(c); !strings.HasPrefix(b, "SSH-2.0-") {
-		t.Fatalf("signed link-local connection got no banner (%q, %v):\n%s", b, err, p.log())
+		t.Fatalf("signed link-local connection got no banner (%q, %v):\n%s", b, err, p.Log())
 	}
-	p.waitLog(`connection from \[fe80::b%?[^\]]*\]:\d+ \(peers ::/0\) -> sshd pid`, 5*time.Second)
+	p.WaitLog(`connection from \[fe80::b%?[^\]]*\]:\d+ \(peers ::/0\) -> sshd pid`, 5*time.Second)
 	e.expectNoAnswer(addr, nil)
 }

@@ -4,20 +4,15 @@ package shim_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -69,9 +64,7 @@ func (e *env) keyFile(secret []byte) string {
 	f.Write(secret)
 	f.Close()
 	kr := f.Name() + ".toml"
-	if err := os.WriteFile(kr, fmt.Appendf(nil, "[hosts.\"*\"]\nkey_file = %q\n", f.Name()), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", f.Name())}}.Write(e.t, kr)
 	return kr
 }
 
@@ -85,95 +78,30 @@ func (e *env) proxyCommand(keyring string) string {
 // or config management would, with inline keys.
 func (e *env) writeKeyring(path string, peers map[string][]byte) {
 	e.t.Helper()
-	var b strings.Builder
-	names := make([]string, 0, len(peers))
-	for p := range peers {
-		names = append(names, p)
+	var kr testnet.Keyring
+	for p, s := range peers {
+		kr.Peers = append(kr.Peers, testnet.Entry{Name: p, Key: s})
 	}
-	sort.Strings(names)
-	for _, p := range names {
-		fmt.Fprintf(&b, "[peers.%q]\nkey = %q\n", p, peers[p])
-	}
-	e.writeFile(path, b.String())
+	slices.SortFunc(kr.Peers, func(a, b testnet.Entry) int { return strings.Compare(a.Name, b.Name) })
+	kr.Write(e.t, path)
 }
 
 func (e *env) writeFile(path, text string) {
 	e.t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		e.t.Fatal(err)
-	}
+	testnet.WriteFile(e.t, path, text)
 }
 
-// proc is a running shim (or what it exec'd) with its stderr collected.
-type proc struct {
-	t   *testing.T
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	out bytes.Buffer
-	// done is closed when the process has exited, with its status in err.
-	done chan struct{}
-	err  error
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// start runs name args in the server namespace, in a process group of its
-// own so that cleanup also reaches the sshd children it leaves behind.
-func (e *env) start(extra []*os.File, name string, args ...string) *proc {
+// start runs name args in the server namespace (see testnet.Proc), with
+// every secret of the test kept out of its output.
+func (e *env) start(extra []*os.File, name string, args ...string) *testnet.Proc {
 	e.t.Helper()
-	p := &proc{t: e.t, cmd: e.server.Cmd(name, args...)}
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.ExtraFiles = extra
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := e.server.NewProc(name, args...)
+	p.Cmd.ExtraFiles = extra
 	// sshd children keep the stderr pipe open after the shim exits; Wait
 	// then reports exec.ErrWaitDelay for a shim that exited 0.
-	p.cmd.WaitDelay = 500 * time.Millisecond
-	if err := p.cmd.Start(); err != nil {
-		e.t.Fatalf("start %s: %v", name, err)
-	}
-	p.done = make(chan struct{})
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	e.t.Cleanup(func() {
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-		out := p.log()
-		for _, s := range e.secrets {
-			if bytes.Contains([]byte(out), s) {
-				e.t.Errorf("a secret appears in the output of %s", name)
-			}
-		}
-		if e.t.Failed() {
-			e.t.Logf("output of %s:\n%s", filepath.Base(name), out)
-		}
-	})
-	return p
-}
-
-// waitLog waits until the output matches re.
-func (p *proc) waitLog(re string, timeout time.Duration) {
-	p.t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(timeout)
-	for !rx.MatchString(p.log()) {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("no log line matching %q after %v", re, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p.Cmd.WaitDelay = 500 * time.Millisecond
+	p.Secrets = func() [][]byte { return e.secrets }
+	return p.Start(e.t)
 }
 
 // dial connects from the client namespace, signed with secret (nil: unsigned).

@@ -21,14 +21,14 @@ import (
 
 // knockEnv is a shim on [::]:2222 keyed for every peer with k, started
 // with tracefs (or tfs = a folder without it, for the fallback).
-func (e *env) knockShim(tfs string, k []byte, extra ...string) *proc {
+func (e *env) knockShim(tfs string, k []byte, extra ...string) *testnet.Proc {
 	e.t.Helper()
 	kr := filepath.Join(e.dir, "keyring.toml")
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k, "::/0": k})
 	e.t.Setenv(knock.TracefsEnv, tfs)
 	args := append([]string{"-k", kr, "-l", "[::]:" + strconv.Itoa(port)}, extra...)
 	p := e.start(nil, e.shim, append(append(args, "--"), e.sshd.InetdArgs()...)...)
-	p.waitLog(`serving .* in inetd mode`, 10*time.Second)
+	p.WaitLog(`serving .* in inetd mode`, 10*time.Second)
 	return p
 }
 
@@ -44,16 +44,16 @@ func (e *env) knockOnce(addr string, secret []byte) {
 }
 
 // stop sends SIGTERM and waits for exit 0.
-func (p *proc) stop() {
-	p.t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+func stop(t *testing.T, p *testnet.Proc) {
+	t.Helper()
+	p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.Done:
 	case <-time.After(10 * time.Second):
-		p.t.Fatal("the shim did not exit on SIGTERM")
+		t.Fatal("the shim did not exit on SIGTERM")
 	}
-	if p.err != nil {
-		p.t.Fatalf("the shim exited with %v after SIGTERM, want status 0", p.err)
+	if p.Err != nil {
+		t.Fatalf("the shim exited with %v after SIGTERM, want status 0", p.Err)
 	}
 }
 
@@ -90,8 +90,8 @@ func TestKnockLog(t *testing.T) {
 	tfs := testnet.Tracefs(t)
 	k := e.secret()
 	p := e.knockShim(tfs, k)
-	p.waitLog(`knock: logging wrong-key and unsigned segments to \[::\]:2222 from tcp:tcp_hash_md5_required, tcp:tcp_hash_md5_mismatch`, 5*time.Second)
-	inst := filepath.Join(tfs, "instances", knock.InstancePrefix+strconv.Itoa(p.cmd.Process.Pid))
+	p.WaitLog(`knock: logging wrong-key and unsigned segments to \[::\]:2222 from tcp:tcp_hash_md5_required, tcp:tcp_hash_md5_mismatch`, 5*time.Second)
+	inst := filepath.Join(tfs, "instances", knock.InstancePrefix+strconv.Itoa(p.Cmd.Process.Pid))
 	if _, err := os.Stat(inst); err != nil {
 		t.Fatalf("no tracefs instance of the shim: %v", err)
 	}
@@ -103,15 +103,15 @@ func TestKnockLog(t *testing.T) {
 		fmt.Sprintf("wrong-key %s %s 1", e.link.AddrB4, hostPort(e.link.AddrA4, port)),
 		fmt.Sprintf("unsigned %s %s 1", e.link.AddrB6, hostPort(e.link.AddrA6, port)),
 	}
-	p.waitLog(`knock: unsigned from `+regexp.QuoteMeta(e.link.AddrB6.String()), 5*time.Second)
+	p.WaitLog(`knock: unsigned from `+regexp.QuoteMeta(e.link.AddrB6.String()), 5*time.Second)
 	// A signed login still works, and is no knock.
 	out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok")
 	if err != nil || !strings.Contains(out, "login-ok") {
 		t.Fatalf("signed ssh login: %v: %s", err, out)
 	}
 	d := e.server.MD5Counters(t).Sub(before)
-	p.stop()
-	log := p.log()
+	stop(e.t, p)
+	log := p.Log()
 	if got := knockLines(log); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("knock lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -127,7 +127,7 @@ func TestKnockLog(t *testing.T) {
 	var syslog strings.Builder
 	for _, l := range strings.Split(log, "\n") {
 		if i := strings.Index(l, "knock: "); i >= 0 {
-			fmt.Fprintf(&syslog, "Dec  1 10:00:00 host sshd-md5-socket[%d]: sshd-md5-socket: %s\n", p.cmd.Process.Pid, l[i:])
+			fmt.Fprintf(&syslog, "Dec  1 10:00:00 host sshd-md5-socket[%d]: sshd-md5-socket: %s\n", p.Cmd.Process.Pid, l[i:])
 		}
 	}
 	wantIPs := e.link.AddrB4.String() + "\n" + e.link.AddrB6.String()
@@ -174,7 +174,7 @@ func TestKnockFlood(t *testing.T) {
 	tfs := testnet.Tracefs(t)
 	k := e.secret()
 	p := e.knockShim(tfs, k)
-	p.waitLog(`knock: logging`, 5*time.Second)
+	p.WaitLog(`knock: logging`, 5*time.Second)
 	before := e.server.MD5Counters(t)
 	t0 := time.Now()
 	cmd := e.client.Cmd("timeout", "60", "hping3", "-I", e.link.IfB, "-S", "-q", "--rand-source",
@@ -206,9 +206,9 @@ func TestKnockFlood(t *testing.T) {
 	}
 	c.Close()
 	time.Sleep(300 * time.Millisecond) // let the reader drain
-	during := len(knockLines(p.log()))
-	p.stop()
-	log := p.log()
+	during := len(knockLines(p.Log()))
+	stop(e.t, p)
+	log := p.Log()
 	lines := strings.Count(log, "knock: ") - 1 // not the "logging" line
 	t.Logf("%d SYNs in %v, %d counted by the kernel: %d per-source lines during the flood, %d knock lines in all; accounted %d segments",
 		syns, flood.Round(time.Millisecond), d.NotFound, during, lines, accounted(log))
@@ -233,12 +233,12 @@ func TestKnockFlood(t *testing.T) {
 func TestKnockFallback(t *testing.T) {
 	e := newEnv(t)
 	p := e.knockShim(t.TempDir(), e.secret())
-	p.waitLog(`knock: no tracefs at .*; counting knocks with the kernel's counters instead, without peer addresses`, 5*time.Second)
+	p.WaitLog(`knock: no tracefs at .*; counting knocks with the kernel's counters instead, without peer addresses`, 5*time.Second)
 	e.knockOnce(hostPort(e.link.AddrA4, port), e.secret())
 	e.knockOnce(hostPort(e.link.AddrA4, port), nil)
 	e.knockOnce(hostPort(e.link.AddrA6, port), nil)
-	p.stop()
-	log := p.log()
+	stop(e.t, p)
+	log := p.Log()
 	if n := strings.Count(log, "counting knocks with the kernel's counters"); n != 1 {
 		t.Errorf("the fallback is announced %d times, want once", n)
 	}
@@ -256,29 +256,29 @@ func TestKnockStaleInstance(t *testing.T) {
 	e := newEnv(t)
 	tfs := testnet.Tracefs(t)
 	k := e.secret()
-	inst := func(p *proc) string {
-		return filepath.Join(tfs, "instances", knock.InstancePrefix+strconv.Itoa(p.cmd.Process.Pid))
+	inst := func(p *testnet.Proc) string {
+		return filepath.Join(tfs, "instances", knock.InstancePrefix+strconv.Itoa(p.Cmd.Process.Pid))
 	}
 	p1 := e.knockShim(tfs, k)
-	p1.waitLog(`knock: logging`, 5*time.Second)
-	p1.cmd.Process.Signal(syscall.SIGKILL)
-	<-p1.done
+	p1.WaitLog(`knock: logging`, 5*time.Second)
+	p1.Cmd.Process.Signal(syscall.SIGKILL)
+	<-p1.Done
 	if _, err := os.Stat(inst(p1)); err != nil {
 		t.Fatalf("after SIGKILL: %v; want the instance left behind", err)
 	}
 	t.Cleanup(func() { os.Remove(inst(p1)) })
 	p2 := e.knockShim(tfs, k)
-	p2.waitLog(`knock: logging`, 5*time.Second)
+	p2.WaitLog(`knock: logging`, 5*time.Second)
 	if _, err := os.Stat(inst(p1)); !os.IsNotExist(err) {
 		t.Errorf("the dead shim's instance is still there after the next start (%v)", err)
 	}
-	p2.stop()
+	stop(e.t, p2)
 
 	p3 := e.knockShim(tfs, k, "--knocks=false")
 	e.knockOnce(hostPort(e.link.AddrA4, port), nil)
-	p3.stop()
-	if strings.Contains(p3.log(), "knock:") {
-		t.Errorf("--knocks=false logged:\n%s", p3.log())
+	stop(e.t, p3)
+	if strings.Contains(p3.Log(), "knock:") {
+		t.Errorf("--knocks=false logged:\n%s", p3.Log())
 	}
 	if _, err := os.Stat(inst(p3)); !os.IsNotExist(err) {
 		t.Errorf("--knocks=false made an instance (%v)", err)

@@ -25,7 +25,7 @@ func TestMaxConns(t *testing.T) {
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-conns", "2", "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`at most 2 at a time`, 10*time.Second)
+	p.WaitLog(`at most 2 at a time`, 10*time.Second)
 	var held []interface{ Close() error }
 	for i := range 2 {
 		c, err := e.dial(addr, k, 5*time.Second)
@@ -43,7 +43,7 @@ func TestMaxConns(t *testing.T) {
 	}
 	defer c3.Close()
 	expectClosed(t, c3)
-	p.waitLog(`closed connection from .*: --max-conns 2 reached`, 5*time.Second)
+	p.WaitLog(`closed connection from .*: --max-conns 2 reached`, 5*time.Second)
 	held[0].Close()
 	// sshd -i notices the closed connection and exits; the slot frees.
 	deadline := time.Now().Add(10 * time.Second)
@@ -78,8 +78,8 @@ func TestNoZombiesNoFDLeak(t *testing.T) {
 	// closed one counts until its sshd has exited: past the default
 	// per-source bound, which TestPendingLimits tests.
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-startups", "100", "--per-source-max-startups", "100", "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`serving`, 10*time.Second)
-	pid := p.cmd.Process.Pid
+	p.WaitLog(`serving`, 10*time.Second)
+	pid := p.Cmd.Process.Pid
 	fds := func() int {
 		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		if err != nil {
@@ -155,7 +155,7 @@ func TestNoZombiesNoFDLeak(t *testing.T) {
 	if after > before+2 {
 		t.Fatalf("the shim's fds grew from %d to %d over 1000 connections", before, after)
 	}
-	if n := strings.Count(p.log(), "-> sshd pid"); n != 1000 {
+	if n := strings.Count(p.Log(), "-> sshd pid"); n != 1000 {
 		t.Fatalf("the shim logged %d served connections, want 1000", n)
 	}
 }
@@ -198,8 +198,8 @@ func TestThreadsBounded(t *testing.T) {
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-conns", strconv.Itoa(n),
 		// Silent connections are unauthenticated: let them all in.
 		"--max-startups", strconv.Itoa(n), "--per-source-max-startups", strconv.Itoa(n), "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`serving`, 10*time.Second)
-	pid := p.cmd.Process.Pid
+	p.WaitLog(`serving`, 10*time.Second)
+	pid := p.Cmd.Process.Pid
 	before := threads(t, pid)
 	var (
 		mu   sync.Mutex

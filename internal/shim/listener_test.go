@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 // Listener mode with -l: the shim opens keyed sockets and execs sshd -D
@@ -39,16 +40,16 @@ func TestListenerModeAndSIGHUP(t *testing.T) {
 	e.writeKeyring(kr, peers)
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"--mode", "listener", "-k", kr, "-l", addr, "--"}, e.sshd.DaemonArgs()...)...)
-	p.waitLog(`Server listening on `+e.link.AddrA4.String()+` port 2222`, 10*time.Second)
-	pid := p.cmd.Process.Pid
+	p.WaitLog(`Server listening on `+e.link.AddrA4.String()+` port 2222`, 10*time.Second)
+	pid := p.Cmd.Process.Pid
 	e.checkKeys(pid, addr, peers)
 	if out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok"); err != nil || !strings.Contains(out, "login-ok") {
 		t.Fatalf("signed ssh login: %v: %s", err, out)
 	}
 	e.expectNoAnswer(addr, nil)
 
-	p.cmd.Process.Signal(syscall.SIGHUP)
-	p.waitLog(`Received SIGHUP; restarting`, 5*time.Second)
+	p.Cmd.Process.Signal(syscall.SIGHUP)
+	p.WaitLog(`Received SIGHUP; restarting`, 5*time.Second)
 	// The re-executed sshd logs nothing (its stderr is gone: the new
 	// sockets land on fds 0 and 1), so watch its sockets instead.
 	var lns map[string]map[string]md5.Secret
@@ -133,7 +134,7 @@ func TestListenerModeSIGHUPLosesStdFDs(t *testing.T) {
 	}
 	// hup sends SIGHUP and waits until sshd has bound its own listeners
 	// (the port answers unsigned), then returns its fds 0-2.
-	hup := func(p *proc, pid int) []string {
+	hup := func(p *testnet.Proc, pid int) []string {
 		t.Helper()
 		// sshd logs "Server listening" before it installs its SIGHUP
 		// handler; a SIGHUP in between kills it. Wait for the handler.
@@ -142,8 +143,8 @@ func TestListenerModeSIGHUPLosesStdFDs(t *testing.T) {
 				t.Fatal("sshd does not catch SIGHUP 5s after listening")
 			}
 		}
-		p.cmd.Process.Signal(syscall.SIGHUP)
-		p.waitLog(`Received SIGHUP; restarting`, 5*time.Second)
+		p.Cmd.Process.Signal(syscall.SIGHUP)
+		p.WaitLog(`Received SIGHUP; restarting`, 5*time.Second)
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if c, err := e.dial(addr, nil, time.Second); err == nil {
 				c.Close()
@@ -168,15 +169,15 @@ func TestListenerModeSIGHUPLosesStdFDs(t *testing.T) {
 			p := e.start(nil, run.argv[0], run.argv[1:]...)
 			if run.argv[0] == "systemd-socket-activate" {
 				// It starts sshd on the first connection.
-				p.waitLog(`Listening on `, 5*time.Second)
+				p.WaitLog(`Listening on `, 5*time.Second)
 				c, err := e.dial(addr, nil, 5*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
 				c.Close()
 			}
-			p.waitLog(`Server listening on `+e.link.AddrA4.String()+` port 2222`, 10*time.Second)
-			pid := p.cmd.Process.Pid
+			p.WaitLog(`Server listening on `+e.link.AddrA4.String()+` port 2222`, 10*time.Second)
+			pid := p.Cmd.Process.Pid
 			// What the test gave the process: stdin /dev/null (exec.Cmd's
 			// default), stdout and stderr one pipe.
 			before := stdFDs(pid)
@@ -191,8 +192,8 @@ func TestListenerModeSIGHUPLosesStdFDs(t *testing.T) {
 			if !run.lose && strings.Join(after, " ") != strings.Join(before, " ") {
 				t.Fatalf("%s: after SIGHUP sshd's fds 0-2 are %q, were %q", run.name, after, before)
 			}
-			p.cmd.Process.Kill()
-			<-p.done
+			p.Cmd.Process.Kill()
+			<-p.Done
 		})
 	}
 }

@@ -91,8 +91,8 @@ func TestReload(t *testing.T) {
 	peers := map[string][]byte{"0.0.0.0/0": k1}
 	e.writeKeyring(kr, peers)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`serving`, 10*time.Second)
-	pid := p.cmd.Process.Pid
+	p.WaitLog(`serving`, 10*time.Second)
+	pid := p.Cmd.Process.Pid
 	e.checkKeys(pid, addr, peers)
 	sess := e.openSession(addr, e.keyFile(k1))
 
@@ -100,9 +100,9 @@ func TestReload(t *testing.T) {
 	hup := func(wantLog string) {
 		t.Helper()
 		reloads++
-		p.cmd.Process.Signal(syscall.SIGHUP)
-		p.waitLog(`(?s)(reload: .*){`+strconv.Itoa(reloads)+`}`, 5*time.Second)
-		p.waitLog(wantLog, 5*time.Second)
+		p.Cmd.Process.Signal(syscall.SIGHUP)
+		p.WaitLog(`(?s)(reload: .*){`+strconv.Itoa(reloads)+`}`, 5*time.Second)
+		p.WaitLog(wantLog, 5*time.Second)
 	}
 
 	// Add a prefix.
@@ -143,7 +143,7 @@ func TestReload(t *testing.T) {
 	hup(`reload: .*no key covers 0.0.0.0/0.*; keeping the previous keys`)
 	e.checkKeys(pid, addr, peers)
 	sess.check(t, "after-uncovered")
-	if strings.Contains(p.log(), "SECRET-broken") {
+	if strings.Contains(p.Log(), "SECRET-broken") {
 		t.Fatal("the broken keyring's key appears in the log")
 	}
 }
@@ -156,18 +156,18 @@ func TestSIGTERM(t *testing.T) {
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`serving`, 10*time.Second)
+	p.WaitLog(`serving`, 10*time.Second)
 	sess := e.openSession(addr, e.keyFile(k))
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.Done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the shim did not exit on SIGTERM")
 	}
-	if p.err != nil && !errors.Is(p.err, exec.ErrWaitDelay) {
-		t.Fatalf("the shim exited with %v after SIGTERM, want status 0", p.err)
+	if p.Err != nil && !errors.Is(p.Err, exec.ErrWaitDelay) {
+		t.Fatalf("the shim exited with %v after SIGTERM, want status 0", p.Err)
 	}
-	p.waitLog(`stopped accepting after 1 connection\(s\); 1 session\(s\) left running`, time.Second)
+	p.WaitLog(`stopped accepting after 1 connection\(s\); 1 session\(s\) left running`, time.Second)
 	sess.check(t, "after-sigterm")
 	if c, err := e.dial(addr, k, 2*time.Second); err == nil {
 		c.Close()
@@ -202,8 +202,8 @@ func TestReloadPastReadBackLimit(t *testing.T) {
 	clientNet := e.link.AddrB4.String() + "/32"
 	e.writeKeyring(kr, manyPeers(fillers, kf, map[string][]byte{"0.0.0.0/0": k1, clientNet: kc}))
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`keyed 1 listener\(s\) with `+strconv.Itoa(fillers+2)+` key\(s\)`, 20*time.Second)
-	p.waitLog(`serving`, 10*time.Second)
+	p.WaitLog(`keyed 1 listener\(s\) with `+strconv.Itoa(fillers+2)+` key\(s\)`, 20*time.Second)
+	p.WaitLog(`serving`, 10*time.Second)
 	signedBanner := func(secret []byte) {
 		t.Helper()
 		c, err := e.dial(addr, secret, 5*time.Second)
@@ -221,9 +221,9 @@ func TestReloadPastReadBackLimit(t *testing.T) {
 	hup := func(wantLog string) {
 		t.Helper()
 		reloads++
-		p.cmd.Process.Signal(syscall.SIGHUP)
-		p.waitLog(`(?s)(reload: [^\n]* in force.*){`+strconv.Itoa(reloads)+`}`, 10*time.Second)
-		p.waitLog(wantLog, time.Second)
+		p.Cmd.Process.Signal(syscall.SIGHUP)
+		p.WaitLog(`(?s)(reload: [^\n]* in force.*){`+strconv.Itoa(reloads)+`}`, 10*time.Second)
+		p.WaitLog(wantLog, time.Second)
 	}
 	e.writeKeyring(kr, manyPeers(fillers, kf, map[string][]byte{"0.0.0.0/0": k1, clientNet: kc2}))
 	hup(`reload: [^\n]*: 0 added, 1 replaced, 0 deleted`)
@@ -245,14 +245,14 @@ func TestReloadPastReadBackLimit(t *testing.T) {
 	defer f.Close()
 	p2 := e.start([]*os.File{f}, "sh", "-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`, e.shim, "-k", kr, "--", "/bin/true")
 	select {
-	case <-p2.done:
+	case <-p2.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the shim serves a systemd socket whose keys it cannot read back")
 	}
-	if p2.err == nil {
+	if p2.Err == nil {
 		t.Fatal("the shim exited 0 on a systemd socket whose keys it cannot read back")
 	}
-	p2.waitLog(`systemctl stop NAME.socket NAME.service`, time.Second)
+	p2.WaitLog(`systemctl stop NAME.socket NAME.service`, time.Second)
 }
 
 // A SIGHUP while the shim loads a large keyring and keys its socket (config
@@ -270,7 +270,7 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 	// "ip netns exec" is the process until it execs the shim; a HUP to
 	// it would kill ip, not test the shim. Then leave the Go runtime its
 	// few microseconds of start-up before the handler exists.
-	pid := p.cmd.Process.Pid
+	pid := p.Cmd.Process.Pid
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); filepath.Base(exe) == "sshd-md5-socket" {
 			break
@@ -281,10 +281,10 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond)
 	sent := 0
-	for !strings.Contains(p.log(), "keyed 1 listener") {
+	for !strings.Contains(p.Log(), "keyed 1 listener") {
 		select {
-		case <-p.done:
-			t.Fatalf("the shim died after %d SIGHUP(s) during startup: %v\n%s", sent, p.err, p.log())
+		case <-p.Done:
+			t.Fatalf("the shim died after %d SIGHUP(s) during startup: %v\n%s", sent, p.Err, p.Log())
 		default:
 		}
 		syscall.Kill(pid, syscall.SIGHUP)
@@ -294,9 +294,9 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 	if sent < 10 {
 		t.Fatalf("only %d SIGHUPs went out before the shim had keyed its socket; the keyring should take longer to load", sent)
 	}
-	p.waitLog(`serving`, 10*time.Second)
+	p.WaitLog(`serving`, 10*time.Second)
 	// The HUPs before serving are one reload, right after serving starts.
-	p.waitLog(`(?s)serving.*reload: [^\n]* in force`, 20*time.Second)
+	p.WaitLog(`(?s)serving.*reload: [^\n]* in force`, 20*time.Second)
 	c, err := e.dial(addr, k, 5*time.Second)
 	if err != nil {
 		t.Fatalf("signed dial after the startup SIGHUPs: %v", err)
@@ -321,15 +321,15 @@ func TestReloadPrefixChanges(t *testing.T) {
 	peers := map[string][]byte{"0.0.0.0/0": k1, "10.251.0.1/32": kf, "10.251.0.2/32": kf, "10.251.0.3/32": kf}
 	e.writeKeyring(kr, peers)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`serving`, 10*time.Second)
-	pid := p.cmd.Process.Pid
+	p.WaitLog(`serving`, 10*time.Second)
+	pid := p.Cmd.Process.Pid
 	reloads := 0
 	hup := func(wantLog string) {
 		t.Helper()
 		reloads++
-		p.cmd.Process.Signal(syscall.SIGHUP)
-		p.waitLog(`(?s)((in force|keeping the previous keys)[^\n]*\n.*){`+strconv.Itoa(reloads)+`}`, 5*time.Second)
-		p.waitLog(wantLog, time.Second)
+		p.Cmd.Process.Signal(syscall.SIGHUP)
+		p.WaitLog(`(?s)((in force|keeping the previous keys)[^\n]*\n.*){`+strconv.Itoa(reloads)+`}`, 5*time.Second)
+		p.WaitLog(wantLog, time.Second)
 	}
 
 	k2 := e.secret()
@@ -339,11 +339,11 @@ func TestReloadPrefixChanges(t *testing.T) {
 	// Per prefix added or changed, the fingerprint in force; the
 	// unchanged catch-all is not repeated.
 	fp := func(k []byte) string { return regexp.QuoteMeta(fingerprint.Of(k)) }
-	p.waitLog(`reload: 10\.251\.0\.1/32 key changed: `+fp(k2)+` \(was `+fp(kf)+`\)`, time.Second)
-	p.waitLog(`reload: 10\.252\.0\.1/32 key added: `+fp(kf), time.Second)
-	p.waitLog(`reload: 10\.252\.0\.2/32 key added: `+fp(kf), time.Second)
-	if strings.Contains(p.log(), "0.0.0.0/0 key") {
-		t.Errorf("the unchanged catch-all's key is logged as changed:\n%s", p.log())
+	p.WaitLog(`reload: 10\.251\.0\.1/32 key changed: `+fp(k2)+` \(was `+fp(kf)+`\)`, time.Second)
+	p.WaitLog(`reload: 10\.252\.0\.1/32 key added: `+fp(kf), time.Second)
+	p.WaitLog(`reload: 10\.252\.0\.2/32 key added: `+fp(kf), time.Second)
+	if strings.Contains(p.Log(), "0.0.0.0/0 key") {
+		t.Errorf("the unchanged catch-all's key is logged as changed:\n%s", p.Log())
 	}
 	e.checkKeys(pid, addr, peers)
 
@@ -399,8 +399,8 @@ func TestStoredSocketPastReadBackLimit(t *testing.T) {
 	// systemd's copy goes with FDSTOREREMOVE; here the test's copies go.
 	ln.Close()
 	f.Close()
-	p.waitLog(`replacing the stored socket with a new one \(the port is closed for a moment\)`, 20*time.Second)
-	p.waitLog(`serving`, 20*time.Second)
+	p.WaitLog(`replacing the stored socket with a new one \(the port is closed for a moment\)`, 20*time.Second)
+	p.WaitLog(`serving`, 20*time.Second)
 	c, err := e.dial(addr, k1, 5*time.Second)
 	if err != nil {
 		t.Fatalf("signed dial with the keyring's key after the replacement: %v", err)
@@ -436,10 +436,10 @@ func TestStoredSocketsMatchedToListen(t *testing.T) {
 	for _, f := range files {
 		f.Close() // the shim has its own copies now
 	}
-	p.waitLog(regexp.QuoteMeta(keep)+`: listening socket kept by systemd across the restart`, 10*time.Second)
-	p.waitLog(`dropping the stored socket tcp4-`+regexp.QuoteMeta(strings.ReplaceAll(drop, ":", "_"))+`: no -l names it any more`, 10*time.Second)
-	p.waitLog(`serving`, 10*time.Second)
-	e.checkKeys(p.cmd.Process.Pid, keep, map[string][]byte{"0.0.0.0/0": k1})
+	p.WaitLog(regexp.QuoteMeta(keep)+`: listening socket kept by systemd across the restart`, 10*time.Second)
+	p.WaitLog(`dropping the stored socket tcp4-`+regexp.QuoteMeta(strings.ReplaceAll(drop, ":", "_"))+`: no -l names it any more`, 10*time.Second)
+	p.WaitLog(`serving`, 10*time.Second)
+	e.checkKeys(p.Cmd.Process.Pid, keep, map[string][]byte{"0.0.0.0/0": k1})
 	e.expectNoAnswer(keep, stale)
 	if c, err := e.dial(drop, k1, 2*time.Second); err == nil {
 		c.Close()

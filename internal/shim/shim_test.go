@@ -30,9 +30,9 @@ func TestInetdDualStack(t *testing.T) {
 	kr := filepath.Join(e.dir, "keyring.toml")
 	e.writeKeyring(kr, peers)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", "[::]:" + strconv.Itoa(port), "--"}, e.sshd.InetdArgs()...)...)
-	p.waitLog(`serving .* in inetd mode`, 10*time.Second)
+	p.WaitLog(`serving .* in inetd mode`, 10*time.Second)
 
-	e.checkKeys(p.cmd.Process.Pid, "[::]:2222", peers)
+	e.checkKeys(p.Cmd.Process.Pid, "[::]:2222", peers)
 
 	for _, tc := range []struct {
 		addr netip.Addr
@@ -43,8 +43,8 @@ func TestInetdDualStack(t *testing.T) {
 			t.Fatalf("signed ssh login to %s: %v: %s", tc.addr, err, out)
 		}
 	}
-	p.waitLog(`connection from `+e.link.AddrB4.String()+`:\d+ \(peers `+clientNet+`\) -> sshd pid`, 5*time.Second)
-	p.waitLog(`connection from \[`+e.link.AddrB6.String()+`\]:\d+ \(peers ::/0\) -> sshd pid`, 5*time.Second)
+	p.WaitLog(`connection from `+e.link.AddrB4.String()+`:\d+ \(peers `+clientNet+`\) -> sshd pid`, 5*time.Second)
+	p.WaitLog(`connection from \[`+e.link.AddrB6.String()+`\]:\d+ \(peers ::/0\) -> sshd pid`, 5*time.Second)
 
 	e.expectNoAnswer(hostPort(e.link.AddrA4, port), nil)
 	e.expectNoAnswer(hostPort(e.link.AddrA6, port), nil)
@@ -70,7 +70,7 @@ func TestSystemdActivation(t *testing.T) {
 				argv = e.sshd.DaemonArgs()
 			}
 			p := e.start(nil, "systemd-socket-activate", append([]string{"-l", addr, "--", e.shim, "--mode", mode, "-k", kr, "--"}, argv...)...)
-			p.waitLog(`Listening on `, 5*time.Second)
+			p.WaitLog(`Listening on `, 5*time.Second)
 
 			// systemd-socket-activate starts the service on the first
 			// connection; only an unsigned one can complete its handshake
@@ -81,7 +81,7 @@ func TestSystemdActivation(t *testing.T) {
 			}
 			defer c.Close()
 			expectClosed(t, c)
-			p.waitLog(`closed unsigned connection from `+regexp.QuoteMeta(c.LocalAddr().String())+` queued before the keys were set`, 5*time.Second)
+			p.WaitLog(`closed unsigned connection from `+regexp.QuoteMeta(c.LocalAddr().String())+` queued before the keys were set`, 5*time.Second)
 
 			out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok")
 			if err != nil || !strings.Contains(out, "login-ok") {
@@ -89,7 +89,7 @@ func TestSystemdActivation(t *testing.T) {
 			}
 			// systemd-socket-activate execs the shim, which in listener
 			// mode execs sshd: one pid throughout.
-			e.checkKeys(p.cmd.Process.Pid, addr, peers)
+			e.checkKeys(p.Cmd.Process.Pid, addr, peers)
 			e.expectNoAnswer(addr, nil)
 		})
 	}
@@ -135,12 +135,12 @@ func TestQueuedUnsignedClosed(t *testing.T) {
 			f.Close()
 			ln.Close()
 			expectClosed(t, c)
-			p.waitLog(`closed unsigned connection from `+regexp.QuoteMeta(c.LocalAddr().String())+` queued before the keys were set`, 5*time.Second)
+			p.WaitLog(`closed unsigned connection from `+regexp.QuoteMeta(c.LocalAddr().String())+` queued before the keys were set`, 5*time.Second)
 			out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok")
 			if err != nil || !strings.Contains(out, "login-ok") {
 				t.Fatalf("signed ssh login: %v: %s", err, out)
 			}
-			e.checkKeys(p.cmd.Process.Pid, addr, peers)
+			e.checkKeys(p.Cmd.Process.Pid, addr, peers)
 		})
 	}
 }
@@ -169,13 +169,13 @@ func TestStaleKeysReconciled(t *testing.T) {
 	// First run: keys for 0/0 and 10.99.0.0/16.
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": kOld, "10.99.0.0/16": kOld})
 	p1 := e.start([]*os.File{f}, "sh", "-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`, e.shim, "-k", kr, "--", "/bin/true")
-	p1.waitLog(`serving`, 10*time.Second)
-	p1.cmd.Process.Signal(syscall.SIGTERM)
-	p1.waitLog(`stopped accepting`, 5*time.Second)
+	p1.WaitLog(`serving`, 10*time.Second)
+	p1.Cmd.Process.Signal(syscall.SIGTERM)
+	p1.WaitLog(`stopped accepting`, 5*time.Second)
 	// Second run with another keyring, on the same socket.
 	want := map[string][]byte{"0.0.0.0/0": kNew}
 	e.writeKeyring(kr, want)
 	p2 := e.start([]*os.File{f}, "sh", "-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`, e.shim, "-k", kr, "--", "/bin/true")
-	p2.waitLog(`keys reconciled \(0 added, 1 replaced, 1 deleted\)`, 10*time.Second)
-	e.checkKeys(p2.cmd.Process.Pid, addr, want)
+	p2.WaitLog(`keys reconciled \(0 added, 1 replaced, 1 deleted\)`, 10*time.Second)
+	e.checkKeys(p2.Cmd.Process.Pid, addr, want)
 }

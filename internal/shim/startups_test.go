@@ -47,7 +47,7 @@ func TestPendingLimits(t *testing.T) {
 		}
 		return cs
 	}
-	refused := func(p *proc, addr, wantLog string) {
+	refused := func(p *testnet.Proc, addr, wantLog string) {
 		t.Helper()
 		c, err := dialIn(hog, addr, k, 5*time.Second)
 		if err != nil {
@@ -55,14 +55,14 @@ func TestPendingLimits(t *testing.T) {
 		}
 		defer c.Close()
 		expectClosed(t, c)
-		p.waitLog(`closed connection from `+regexp.QuoteMeta(c.LocalAddr().String())+`: `+wantLog, 5*time.Second)
+		p.WaitLog(`closed connection from `+regexp.QuoteMeta(c.LocalAddr().String())+`: `+wantLog, 5*time.Second)
 	}
 
 	t.Run("per-source", func(t *testing.T) {
 		addr := hostPort(hl.AddrA4, port)
 		p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", "0.0.0.0:" + strconv.Itoa(port),
 			"--max-startups", "10:30:20", "--per-source-max-startups", "3", "--"}, e.sshd.InetdArgs()...)...)
-		p.waitLog(`serving`, 10*time.Second)
+		p.WaitLog(`serving`, 10*time.Second)
 		held := hold(addr, 3)
 		refused(p, addr, `3 unauthenticated connections from `+regexp.QuoteMeta(hl.AddrB4.String())+`/32 already \(--per-source-max-startups 3\)`)
 		out, err := e.ssh(e.link.AddrA4, port, clientKeyring, "echo", "login-ok")
@@ -85,15 +85,15 @@ func TestPendingLimits(t *testing.T) {
 				t.Fatal("the hog's freed slot never came back")
 			}
 		}
-		p.cmd.Process.Kill()
-		<-p.done
+		p.Cmd.Process.Kill()
+		<-p.Done
 	})
 
 	t.Run("max-startups", func(t *testing.T) {
 		addr := hostPort(hl.AddrA4, port+1)
 		p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", "0.0.0.0:" + strconv.Itoa(port+1),
 			"--max-startups", "2", "--per-source-max-startups", "10", "--"}, e.sshd.InetdArgs()...)...)
-		p.waitLog(`serving`, 10*time.Second)
+		p.WaitLog(`serving`, 10*time.Second)
 		// An authenticated session first: it must not count.
 		sess := e.openSession(hostPort(e.link.AddrA4, port+1), clientKeyring)
 		hold(addr, 2)

@@ -35,7 +35,7 @@ func TestStealthClosedListenerMode(t *testing.T) {
 	p := e.start([]*os.File{f}, "sh", append([]string{"-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`,
 		e.shim, "--mode", "listener", "--stealth", "closed", "-k", kr, "--"}, e.sshd.DaemonArgs()...)...)
 	f.Close()
-	p.waitLog(`stealth closed: closed: unsigned segments to `+strings.ReplaceAll(addr, ".", `\.`), 10*time.Second)
+	p.WaitLog(`stealth closed: closed: unsigned segments to `+strings.ReplaceAll(addr, ".", `\.`), 10*time.Second)
 	listing := e.server.Run(t, "nft", "list", "table", "inet", stealth.TableName)
 	if !strings.Contains(listing, "ip daddr "+e.link.AddrA4.String()+" tcp dport 2222") || strings.Contains(listing, "meta nfproto ipv6") {
 		t.Errorf("the table does not match the passed socket (IPv4 %s only):\n%s", addr, listing)
@@ -56,11 +56,11 @@ func TestStealthClosedListenerMode(t *testing.T) {
 	if err := e.server.Do(func() (err error) { exists, o, alive, err = stealth.Installed(); return }); err != nil {
 		t.Fatal(err)
 	}
-	if !exists || !alive || o.PID != p.cmd.Process.Pid {
-		t.Errorf("table owner %v (exists %v, alive %v), want the running sshd, pid %d", o, exists, alive, p.cmd.Process.Pid)
+	if !exists || !alive || o.PID != p.Cmd.Process.Pid {
+		t.Errorf("table owner %v (exists %v, alive %v), want the running sshd, pid %d", o, exists, alive, p.Cmd.Process.Pid)
 	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
+	syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+	<-p.Done
 	p2 := e.start(nil, e.shim, "-k", kr, "-l", hostPort(e.link.AddrA4, port+1), "--", "/bin/true")
-	p2.waitLog(`stealth filtered: removed the table inet `+stealth.TableName+` an earlier run left`, 10*time.Second)
+	p2.WaitLog(`stealth filtered: removed the table inet `+stealth.TableName+` an earlier run left`, 10*time.Second)
 }

@@ -84,5 +84,5 @@ func TestBulkTransfer(t *testing.T) {
 			})
 		}
 	}
-	checkNoSecret(t, "sshd-md5-socket's log", shim.log(), [][]byte{l.secret})
+	checkNoSecret(t, "sshd-md5-socket's log", shim.Log(), [][]byte{l.secret})
 }

@@ -23,7 +23,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,7 +60,7 @@ type lab struct {
 	clientKeyring            string
 	proxy                    string // ssh-md5-proxy binary
 	shimBin                  string // sshd-md5-socket binary
-	shim                     *proc
+	shim                     *testnet.Proc
 	nextHost                 byte
 	net4                     [2]byte
 }
@@ -148,99 +147,33 @@ func (l *lab) writeKeyring(label, section string, secret []byte, names ...string
 	l.t.Helper()
 	kf := filepath.Join(l.dir, label+".key")
 	writeAtomic(l.t, kf, secret)
-	var b strings.Builder
+	var kr testnet.Keyring
 	for _, n := range names {
-		fmt.Fprintf(&b, "[%s.%q]\nkey_file = %q\n", section, n, kf)
+		if section == "peers" {
+			kr.Peers = append(kr.Peers, testnet.Peer(n, kf))
+		} else {
+			kr.Hosts = append(kr.Hosts, testnet.Host(n, kf))
+		}
 	}
 	p := filepath.Join(l.dir, label+"-keyring.toml")
-	writeAtomic(l.t, p, []byte(b.String()))
+	kr.Write(l.t, p)
 	return p
 }
 
 func writeAtomic(t *testing.T, path string, data []byte) {
 	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// proc is a running background process with its output collected.
-type proc struct {
-	t    *testing.T
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-	err  error
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// start runs a command in ns in a process group of its own; cleanup kills
-// the group. secrets are checked not to appear in its output.
-func start(t *testing.T, ns *testnet.NS, secrets [][]byte, name string, args ...string) *proc {
-	t.Helper()
-	p := &proc{t: t, name: filepath.Base(name), cmd: ns.Cmd(name, args...), done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.cmd.WaitDelay = 2 * time.Second
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-		out := p.log()
-		for _, s := range secrets {
-			if bytes.Contains([]byte(out), s) {
-				t.Errorf("a secret appears in the output of %s", p.name)
-			}
-		}
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", p.name, out)
-		}
-	})
-	return p
-}
-
-// waitLog waits until the output matches re.
-func (p *proc) waitLog(re string, timeout time.Duration) {
-	p.t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(timeout)
-	for !rx.MatchString(p.log()) {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: no output matching %q after %v:\n%s", p.name, re, timeout, p.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testnet.WriteFile(t, path, string(data))
 }
 
 // startShim runs sshd-md5-socket on [::]:protectedPort in the server
 // namespace with sshd -i behind it; extra goes before the "--" (e.g.
 // "--stealth", "closed").
-func (l *lab) startShim(extra ...string) *proc {
+func (l *lab) startShim(extra ...string) *testnet.Proc {
 	l.t.Helper()
 	args := append([]string{"-k", l.serverKeyring, "-l", "[::]:" + strconv.Itoa(protectedPort)}, extra...)
 	args = append(append(args, "--"), l.sshd.InetdArgs()...)
-	p := start(l.t, l.server.ns, [][]byte{l.secret}, l.shimBin, args...)
-	p.waitLog(`serving .* in inetd mode`, 20*time.Second)
+	p := l.server.ns.StartProc(l.t, [][]byte{l.secret}, l.shimBin, args...)
+	p.WaitLog(`serving .* in inetd mode`, 20*time.Second)
 	l.shim = p
 	return p
 }
@@ -324,7 +257,7 @@ type session struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	lines  chan string
-	stderr *proc
+	stderr *testnet.LockedBuffer
 	exited chan struct{}
 	err    error
 }
@@ -336,7 +269,7 @@ func (l *lab) openSession(protected bool) *session {
 		`while read l; do echo "got $l"; done`)
 	s := &session{t: l.t, cmd: l.client.ns.Cmd("ssh", args...), lines: make(chan string, 100), exited: make(chan struct{})}
 	s.cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
-	s.stderr = &proc{t: l.t, name: "ssh"}
+	s.stderr = &testnet.LockedBuffer{}
 	s.cmd.Stderr = s.stderr
 	in, err := s.cmd.StdinPipe()
 	if err != nil {
@@ -365,7 +298,7 @@ func (l *lab) openSession(protected bool) *session {
 		<-s.exited
 	})
 	if err := s.echo("hello", 30*time.Second); err != nil {
-		l.t.Fatalf("ssh session (protected=%v) did not come up: %v; stderr:\n%s", protected, err, s.stderr.log())
+		l.t.Fatalf("ssh session (protected=%v) did not come up: %v; stderr:\n%s", protected, err, s.stderr.String())
 	}
 	return s
 }
@@ -403,16 +336,16 @@ func (s *session) waitExit(limit time.Duration) bool {
 
 // sniffer is tcpdump on the attacker's interface, recording to a file.
 type sniffer struct {
-	p    *proc
+	p    *testnet.Proc
 	file string
 }
 
 func (l *lab) sniff(filter string) *sniffer {
 	l.t.Helper()
 	f := filepath.Join(t2dir(l.t), "sniff.pcap")
-	p := start(l.t, l.attacker.ns, nil, "tcpdump", "-i", l.attacker.ifc, "-nn", "-Z", "root",
+	p := l.attacker.ns.StartProc(l.t, nil, "tcpdump", "-i", l.attacker.ifc, "-nn", "-Z", "root",
 		"--immediate-mode", "-U", "-w", f, filter)
-	p.waitLog("listening on", 20*time.Second)
+	p.WaitLog("listening on", 20*time.Second)
 	return &sniffer{p: p, file: f}
 }
 
@@ -444,9 +377,9 @@ func (s *sniffer) stop(t *testing.T, client, server netip.Addr, ports ...int) ma
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.p.cmd.Process.Signal(syscall.SIGINT)
+	s.p.Cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-s.p.done:
+	case <-s.p.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("tcpdump did not stop")
 	}

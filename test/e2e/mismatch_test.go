@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"errors"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -28,18 +27,20 @@ func TestKeyMismatchCases(t *testing.T) {
 	writeAtomic(t, filepath.Join(l.dir, "b.key"), keyB)
 	writeAtomic(t, filepath.Join(l.dir, "c.key"), keyC)
 	l.serverKeyring = filepath.Join(l.dir, "server-prefix-keyring.toml")
-	writeAtomic(t, l.serverKeyring, []byte(fmt.Sprintf(
-		"[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.%q]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n",
-		filepath.Join(l.dir, "server.key"), l.client.a4.String()+"/32", filepath.Join(l.dir, "b.key"), filepath.Join(l.dir, "server.key"))))
+	testnet.Keyring{Peers: []testnet.Entry{
+		testnet.Peer("0.0.0.0/0", filepath.Join(l.dir, "server.key")),
+		testnet.Peer(l.client.a4.String()+"/32", filepath.Join(l.dir, "b.key")),
+		testnet.Peer("::/0", filepath.Join(l.dir, "server.key")),
+	}}.Write(t, l.serverKeyring)
 	shim := l.startShim()
 
 	clientKeyring := func(label, keyFile string, hosts ...string) string {
-		var b strings.Builder
+		var kr testnet.Keyring
 		for _, h := range hosts {
-			fmt.Fprintf(&b, "[hosts.%q]\nkey_file = %q\n", h, filepath.Join(l.dir, keyFile))
+			kr.Hosts = append(kr.Hosts, testnet.Host(h, filepath.Join(l.dir, keyFile)))
 		}
 		p := filepath.Join(l.dir, label+"-keyring.toml")
-		writeAtomic(t, p, []byte(b.String()))
+		kr.Write(t, p)
 		return p
 	}
 	both := []string{l.server.a4.String(), l.server.a6.String()}
@@ -151,7 +152,7 @@ func TestKeyMismatchCases(t *testing.T) {
 			t.Errorf("IPv6 login with A: want every segment signed with A, got %v", st)
 		}
 	})
-	checkNoSecret(t, "sshd-md5-socket's log", shim.log(), secrets)
+	checkNoSecret(t, "sshd-md5-socket's log", shim.Log(), secrets)
 }
 
 // captureResult is one login's capture, checked with each key, and the

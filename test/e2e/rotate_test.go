@@ -34,8 +34,8 @@ func TestKeyRotation(t *testing.T) {
 	// "server.key" and "client.key"; only the server's changes here.
 	l.writeKeyring("server", "peers", newSecret, "0.0.0.0/0", "::/0")
 	newClientKeyring := l.writeKeyring("client-new", "hosts", newSecret, l.server.a4.String(), l.server.a6.String())
-	shim.cmd.Process.Signal(syscall.SIGHUP)
-	shim.waitLog(`reload: .*0 added, 2 replaced, 0 deleted`, 20*time.Second)
+	shim.Cmd.Process.Signal(syscall.SIGHUP)
+	shim.WaitLog(`reload: .*0 added, 2 replaced, 0 deleted`, 20*time.Second)
 	secrets := [][]byte{oldSecret, newSecret}
 
 	// The established session: still answers, still signed with the
@@ -45,7 +45,7 @@ func TestKeyRotation(t *testing.T) {
 	st := capt.Stop(t, oldSecret)
 	t.Logf("open session after SIGHUP: echo %s; wire checked with the old key: %v", errOrOK(echoErr), st)
 	if echoErr != nil {
-		t.Fatalf("the open session did not survive the rotation: %v; ssh stderr:\n%s", echoErr, sess.stderr.log())
+		t.Fatalf("the open session did not survive the rotation: %v; ssh stderr:\n%s", echoErr, sess.stderr.String())
 	}
 	if st.Segments == 0 || st.Valid != st.Segments {
 		t.Errorf("open session: want every segment signed with the old key, got %v", st)
@@ -86,7 +86,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("new-key login: want a single new-key SYN and valid signatures, got %v", st)
 	}
 
-	checkNoSecret(t, "sshd-md5-socket's log", shim.log(), secrets)
+	checkNoSecret(t, "sshd-md5-socket's log", shim.Log(), secrets)
 
 	// And the old session is still there at the end.
 	if err := sess.echo("at-the-end", 15*time.Second); err != nil {
@@ -112,14 +112,14 @@ func (l *lab) writeClientKeys(label string, secrets ...[]byte) string {
 	for i, s := range secrets {
 		kf := filepath.Join(l.dir, fmt.Sprintf("%s-%d.key", label, i+1))
 		writeAtomic(l.t, kf, s)
-		files = append(files, strconv.Quote(kf))
+		files = append(files, kf)
 	}
-	var b strings.Builder
+	var kr testnet.Keyring
 	for _, a := range []netip.Addr{l.server.a4, l.server.a6} {
-		fmt.Fprintf(&b, "[hosts.%q]\nkey_file = [%s]\n", a.String(), strings.Join(files, ", "))
+		kr.Hosts = append(kr.Hosts, testnet.Host(a.String(), files...))
 	}
 	p := filepath.Join(l.dir, label+"-keyring.toml")
-	writeAtomic(l.t, p, []byte(b.String()))
+	kr.Write(l.t, p)
 	return p
 }
 
@@ -152,7 +152,7 @@ func TestRotationNoLockout(t *testing.T) {
 			go func() {
 				defer close(switched)
 				l.writeKeyring("server", "peers", newSecret, "0.0.0.0/0", "::/0")
-				shim.cmd.Process.Signal(syscall.SIGHUP)
+				shim.Cmd.Process.Signal(syscall.SIGHUP)
 			}()
 		}
 		var opts []string
@@ -172,7 +172,7 @@ func TestRotationNoLockout(t *testing.T) {
 		}
 		if i == switchAt {
 			<-switched
-			shim.waitLog(`reload: .*0 added, 2 replaced, 0 deleted`, 20*time.Second)
+			shim.WaitLog(`reload: .*0 added, 2 replaced, 0 deleted`, 20*time.Second)
 		}
 	}
 	st := capt.Stop(t, nil)
@@ -228,7 +228,7 @@ func TestRotationNoLockout(t *testing.T) {
 	sout, _ := status.CombinedOutput()
 	checkNoSecret(t, "probe's output", string(pout), secrets)
 	checkNoSecret(t, "status's output", string(sout), secrets)
-	checkNoSecret(t, "sshd-md5-socket's log", shim.log(), secrets)
+	checkNoSecret(t, "sshd-md5-socket's log", shim.Log(), secrets)
 	fp := fingerprint.Of(newSecret)
 	if !strings.Contains(string(pout), "TCP-MD5 key 1 of 2: "+fp+"\n") {
 		t.Errorf("probe does not name key 1 of 2, %s:\n%s", fp, pout)
@@ -236,7 +236,7 @@ func TestRotationNoLockout(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^    0\.0\.0\.0/0 +` + regexp.QuoteMeta(fp) + `$`).Match(sout) {
 		t.Errorf("status does not show %s for 0.0.0.0/0:\n%s", fp, sout)
 	}
-	if !regexp.MustCompile(`reload: 0\.0\.0\.0/0 key changed: ` + regexp.QuoteMeta(fp) + ` \(was ` + regexp.QuoteMeta(fingerprint.Of(oldSecret)) + `\)`).MatchString(shim.log()) {
+	if !regexp.MustCompile(`reload: 0\.0\.0\.0/0 key changed: ` + regexp.QuoteMeta(fp) + ` \(was ` + regexp.QuoteMeta(fingerprint.Of(oldSecret)) + `\)`).MatchString(shim.Log()) {
 		t.Errorf("the reload log does not give the new fingerprint for 0.0.0.0/0")
 	}
 }
@@ -309,5 +309,5 @@ func TestRotationWrongFirstKey(t *testing.T) {
 			}
 		})
 	}
-	checkNoSecret(t, "sshd-md5-socket's log", shim.log(), secrets)
+	checkNoSecret(t, "sshd-md5-socket's log", shim.Log(), secrets)
 }

@@ -91,7 +91,7 @@ func testSpoofedRST(t *testing.T, mode string) {
 			tg.name, errOrOK(echoErr), st, d)
 		if tg.protected {
 			if echoErr != nil {
-				t.Errorf("protected session did not survive the RST: %v; ssh stderr:\n%s", echoErr, tg.sess.stderr.log())
+				t.Errorf("protected session did not survive the RST: %v; ssh stderr:\n%s", echoErr, tg.sess.stderr.String())
 			}
 			if d.NotFound < 1 {
 				t.Errorf("server TCPMD5NotFound +%d, want the RST counted", d.NotFound)
@@ -108,7 +108,7 @@ func testSpoofedRST(t *testing.T, mode string) {
 			if !tg.sess.waitExit(30 * time.Second) {
 				t.Errorf("ssh of the unprotected session still running after the reset")
 			} else {
-				t.Logf("unprotected ssh exited: %v; stderr: %s", tg.sess.err, strings.TrimSpace(tg.sess.stderr.log()))
+				t.Logf("unprotected ssh exited: %v; stderr: %s", tg.sess.err, strings.TrimSpace(tg.sess.stderr.String()))
 				if tg.sess.err == nil {
 					t.Errorf("unprotected ssh exited 0 after the reset")
 				}
@@ -162,7 +162,7 @@ func testInjectedData(t *testing.T, mode string) {
 			tg.name, errOrOK(echoErr), st, d, dc)
 		if tg.protected {
 			if echoErr != nil {
-				t.Errorf("protected session damaged by the injection: %v; ssh stderr:\n%s", echoErr, tg.sess.stderr.log())
+				t.Errorf("protected session damaged by the injection: %v; ssh stderr:\n%s", echoErr, tg.sess.stderr.String())
 			}
 			switch {
 			case mode == "filtered" && d.NotFound < 1:
@@ -196,7 +196,7 @@ func testInjectedData(t *testing.T, mode string) {
 			// ACK storm). Either way the session is lost; which one
 			// depends on the garbage's decrypted length, so only log it.
 			if tg.sess.waitExit(2 * time.Second) {
-				t.Logf("unprotected ssh exited: %v; stderr: %s", tg.sess.err, strings.TrimSpace(tg.sess.stderr.log()))
+				t.Logf("unprotected ssh exited: %v; stderr: %s", tg.sess.err, strings.TrimSpace(tg.sess.stderr.String()))
 			} else {
 				t.Logf("unprotected ssh is hung (desynchronised stream)")
 			}

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 // readmeMatchBlock returns the Match exec stanza of the README's ssh_config
@@ -65,13 +66,16 @@ func TestSSHConfig(t *testing.T) {
 
 	kf := filepath.Join(l.dir, "client.key")
 	good := filepath.Join(l.dir, "alias-keyring.toml")
-	writeAtomic(t, good, []byte(fmt.Sprintf("[hosts.bastion]\nkey_file = %q\n"+
-		"[hosts.\"*.corp.test\"]\nkey_file = %q\n"+
-		"[hosts.six]\nhostname = %q\nkey_file = %q\n"+
-		"[hosts.%q]\nkey_file = %q\n"+
-		"[hosts.%q]\nkey_file = %q\n"+
-		"[peers.\"0.0.0.0/0\"]\nkey_file = \"/nonexistent/server.key\"\n", // the server's: ignored
-		kf, kf, l.server.a6.String(), kf, byAddr.String(), kf, cidr.String(), kf)))
+	testnet.Keyring{
+		Hosts: []testnet.Entry{
+			testnet.Host("bastion", kf),
+			testnet.Host("*.corp.test", kf),
+			{Name: "six", Hostname: l.server.a6.String(), KeyFiles: []string{kf}},
+			testnet.Host(byAddr.String(), kf),
+			testnet.Host(cidr.String(), kf),
+		},
+		Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", "/nonexistent/server.key")}, // the server's: ignored
+	}.Write(t, good)
 
 	// One keyring per error. Each must make the Match match, so that the
 	// proxy runs, says what is wrong, and sends nothing.
@@ -87,7 +91,7 @@ func TestSSHConfig(t *testing.T) {
 	if err := os.Mkdir(openDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	inOpen := bad("open/keyring", fmt.Sprintf("[hosts.bastion]\nkey_file = %q\n", kf), 0o600)
+	inOpen := bad("open/keyring", testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("bastion", kf)}}.String(), 0o600)
 	if err := os.Chmod(openDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
@@ -98,10 +102,10 @@ func TestSSHConfig(t *testing.T) {
 	}
 	keyringErrors := []struct{ name, keyring, want string }{
 		{"missing keyring", filepath.Join(l.dir, "missing.toml"), "missing.toml does not exist"},
-		{"too open", bad("open-mode", fmt.Sprintf("[hosts.bastion]\nkey_file = %q\n", kf), 0o644), "permissions 0644 are too open"},
+		{"too open", bad("open-mode", testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("bastion", kf)}}.String(), 0o644), "permissions 0644 are too open"},
 		{"parse error", bad("syntax", "[hosts.bastion]\nkye = "+string(l.secret)+"\n", 0o600), "syntax error"},
 		{"missing key file", bad("nokeyfile", "[hosts.bastion]\nkey_file = \"/nonexistent/bastion.key\"\n", 0o600), "no such file or directory"},
-		{"key file too open", bad("loosekey", fmt.Sprintf("[hosts.bastion]\nkey_file = %q\n", looseKey), 0o600), "permissions 0644 are too open"},
+		{"key file too open", bad("loosekey", testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("bastion", looseKey)}}.String(), 0o600), "permissions 0644 are too open"},
 		{"folder others can write", inOpen, "is writable by group or others"},
 		{"too deep", bad("deep", "hosts = [[[[[{ bastion = { key = \"x\" } }]]]]]\n", 0o600), "nested more than 4 deep"},
 	}
@@ -240,8 +244,8 @@ func TestSSHConfig(t *testing.T) {
 			default:
 				t.Logf("ssh nokey: %q; server TCPMD5NotFound +%d; capture: %v", strings.TrimSpace(errOut), d.NotFound, st)
 			}
-			if strings.Contains(l.shim.log(), "closed unsigned connection") {
-				t.Errorf("sshd-md5-socket logged an unsigned connection:\n%s", l.shim.log())
+			if strings.Contains(l.shim.Log(), "closed unsigned connection") {
+				t.Errorf("sshd-md5-socket logged an unsigned connection:\n%s", l.shim.Log())
 			}
 		})
 	}

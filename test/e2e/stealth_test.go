@@ -234,7 +234,7 @@ func (l *lab) signedLogin(t *testing.T, dst netip.Addr) {
 func TestStealthClosed(t *testing.T) {
 	l := newLab(t)
 	shim := l.startShim("--stealth", "closed")
-	shim.waitLog(`stealth closed: closed: unsigned segments to \[::\]:2222 get the kernel's closed-port answer`, 10*time.Second)
+	shim.WaitLog(`stealth closed: closed: unsigned segments to \[::\]:2222 get the kernel's closed-port answer`, 10*time.Second)
 	if n := l.tableCount(t); n != 1 {
 		t.Fatalf("%d tables inet %s, want 1", n, stealth.TableName)
 	}
@@ -261,9 +261,9 @@ func TestStealthClosed(t *testing.T) {
 	}
 	l.signedLogin(t, l.server.a4)
 	// Stopped cleanly, the shim takes its table away.
-	shim.cmd.Process.Signal(syscall.SIGTERM)
+	shim.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-shim.done:
+	case <-shim.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("shim did not stop on SIGTERM")
 	}
@@ -318,8 +318,8 @@ func TestStealthKill9(t *testing.T) {
 	l := newLab(t)
 	shim := l.startShim("--stealth", "closed")
 	l.signedLogin(t, l.server.a4)
-	syscall.Kill(-shim.cmd.Process.Pid, syscall.SIGKILL)
-	<-shim.done
+	syscall.Kill(-shim.Cmd.Process.Pid, syscall.SIGKILL)
+	<-shim.Done
 	if n := l.tableCount(t); n != 1 {
 		t.Fatalf("after kill -9: %d tables inet %s, want the one left behind", n, stealth.TableName)
 	}
@@ -343,13 +343,13 @@ func TestStealthKill9(t *testing.T) {
 		if st[protectedPort] != "closed" {
 			t.Errorf("%s restart: nmap -sS says %s for the protected port, want closed", name, st[protectedPort])
 		}
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
+		syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+		<-p.Done
 	}
 	// A filtered-mode start clears the table a killed closed-mode run
 	// left: the mode in force is the one asked for.
 	p := l.startShim("--stealth", "filtered")
-	p.waitLog(`stealth filtered: removed the table`, 10*time.Second)
+	p.WaitLog(`stealth filtered: removed the table`, 10*time.Second)
 	if n := l.tableCount(t); n != 0 {
 		t.Errorf("filtered start after a killed closed one: %d tables, want 0", n)
 	}
@@ -366,21 +366,21 @@ func TestStealthKill9(t *testing.T) {
 func TestStealthTwoShims(t *testing.T) {
 	l := newLab(t)
 	first := l.startShim("--stealth", "closed")
-	second := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2223", "--stealth", "closed", "--", "/bin/true")
+	second := l.server.ns.StartProc(t, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2223", "--stealth", "closed", "--", "/bin/true")
 	select {
-	case <-second.done:
+	case <-second.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("a second closed-mode shim is still running")
 	}
-	if !strings.Contains(second.log(), "already has closed mode in this network namespace") || second.err == nil {
-		t.Errorf("second closed-mode shim: %v, want a refusal naming the first:\n%s", second.err, second.log())
+	if !strings.Contains(second.Log(), "already has closed mode in this network namespace") || second.Err == nil {
+		t.Errorf("second closed-mode shim: %v, want a refusal naming the first:\n%s", second.Err, second.Log())
 	}
-	filtered := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2224", "--stealth", "filtered", "--", "/bin/true")
-	filtered.waitLog(`serving .* in inetd mode`, 20*time.Second)
+	filtered := l.server.ns.StartProc(t, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2224", "--stealth", "filtered", "--", "/bin/true")
+	filtered.WaitLog(`serving .* in inetd mode`, 20*time.Second)
 	// auto falls back to filtered, says why, and serves.
-	auto := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2225", "--stealth", "auto", "--", "/bin/true")
-	auto.waitLog(`stealth auto: filtered \(unsigned segments get no answer\), because closed mode could not be installed: --stealth closed: sshd-md5-socket pid \d+ start \d+ already has closed mode`, 20*time.Second)
-	auto.waitLog(`serving .* in inetd mode`, 20*time.Second)
+	auto := l.server.ns.StartProc(t, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2225", "--stealth", "auto", "--", "/bin/true")
+	auto.WaitLog(`stealth auto: filtered \(unsigned segments get no answer\), because closed mode could not be installed: --stealth closed: sshd-md5-socket pid \d+ start \d+ already has closed mode`, 20*time.Second)
+	auto.WaitLog(`serving .* in inetd mode`, 20*time.Second)
 	if n := l.tableCount(t); n != 1 {
 		t.Fatalf("with a closed and a filtered shim: %d tables, want the closed one's", n)
 	}
@@ -388,9 +388,9 @@ func TestStealthTwoShims(t *testing.T) {
 		t.Errorf("after the other shims started, nmap -sS says %s for the closed-mode port, want closed", st[protectedPort])
 	}
 	l.signedLogin(t, l.server.a4)
-	first.cmd.Process.Signal(syscall.SIGTERM)
+	first.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-first.done:
+	case <-first.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("shim did not stop on SIGTERM")
 	}
@@ -398,8 +398,8 @@ func TestStealthTwoShims(t *testing.T) {
 		t.Errorf("after the closed-mode shim stopped: %d tables, want 0", n)
 	}
 	// With the namespace free, auto installs closed mode.
-	auto2 := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2226", "--stealth", "auto", "--", "/bin/true")
-	auto2.waitLog(`stealth auto: closed: unsigned segments to \[::\]:2226 get the kernel's closed-port answer`, 20*time.Second)
+	auto2 := l.server.ns.StartProc(t, [][]byte{l.secret}, l.shimBin, "-k", l.serverKeyring, "-l", "[::]:2226", "--stealth", "auto", "--", "/bin/true")
+	auto2.WaitLog(`stealth auto: closed: unsigned segments to \[::\]:2226 get the kernel's closed-port answer`, 20*time.Second)
 	if n := l.tableCount(t); n != 1 {
 		t.Errorf("auto with the namespace free: %d tables, want 1", n)
 	}

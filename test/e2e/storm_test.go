@@ -48,9 +48,9 @@ func TestReloadStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"-k", l.serverKeyring, "-l", "[::]:" + strconv.Itoa(protectedPort), "--", "/bin/sh", wrapper}
-	shim := start(t, l.server.ns, [][]byte{l.secret}, l.shimBin, args...)
-	shim.waitLog(`serving .* in inetd mode`, 20*time.Second)
-	pid := shim.cmd.Process.Pid
+	shim := l.server.ns.StartProc(t, [][]byte{l.secret}, l.shimBin, args...)
+	shim.WaitLog(`serving .* in inetd mode`, 20*time.Second)
+	pid := shim.Cmd.Process.Pid
 
 	// Warm up: one login, so the fd count below is the steady state.
 	if out, errb, err := l.runSSH(l.client.ns, l.sshArgs(true, l.server.a4, "-k "+l.clientKeyring, "true"), 60*time.Second); err != nil {
@@ -71,13 +71,13 @@ func TestReloadStorm(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < sighups; i++ {
-			var b strings.Builder
-			fmt.Fprintf(&b, "[peers.\"0.0.0.0/0\"]\nkey_file = %q\n[peers.\"::/0\"]\nkey_file = %q\n", kf, kf)
+			kr := testnet.Keyring{Peers: testnet.Both(kf)}
 			if i%2 == 0 {
-				fmt.Fprintf(&b, "[peers.%q]\nkey_file = %q\n", extra, kf)
+				kr.Peers = append(kr.Peers, testnet.Peer(extra, kf))
 			}
+			// Not kr.Write: t.Fatal cannot stop the test from this goroutine.
 			tmp := l.serverKeyring + ".tmp"
-			if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+			if err := os.WriteFile(tmp, []byte(kr.String()), 0o600); err != nil {
 				t.Errorf("keyring %d: %v", i, err)
 				return
 			}
@@ -85,7 +85,7 @@ func TestReloadStorm(t *testing.T) {
 				t.Errorf("keyring %d: %v", i, err)
 				return
 			}
-			if err := shim.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			if err := shim.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 				t.Errorf("SIGHUP %d: %v", i, err)
 				return
 			}
@@ -170,7 +170,7 @@ func TestReloadStorm(t *testing.T) {
 		zombies = zombieChildren(pid)
 	}
 	fdsAfter := countFDs(t, pid)
-	reloads := len(regexp.MustCompile(`reload: \d+ key\(s\) from .* in force`).FindAllString(shim.log(), -1))
+	reloads := len(regexp.MustCompile(`reload: \d+ key\(s\) from .* in force`).FindAllString(shim.Log(), -1))
 	sent := synCount
 	if m := regexp.MustCompile(`(\d+) packets transmitted`).FindSubmatch(hpingOut); m != nil {
 		sent, _ = strconv.Atoi(string(m[1]))
@@ -189,7 +189,7 @@ func TestReloadStorm(t *testing.T) {
 		}
 		t.Logf("failure: %s", f)
 	}
-	checkNoSecret(t, "sshd-md5-socket's log", shim.log(), [][]byte{l.secret})
+	checkNoSecret(t, "sshd-md5-socket's log", shim.Log(), [][]byte{l.secret})
 
 	if hung.Load() != 0 || otherFail.Load() != 0 {
 		t.Errorf("%d logins hung, %d failed other than cleanly", hung.Load(), otherFail.Load())
@@ -203,7 +203,7 @@ func TestReloadStorm(t *testing.T) {
 	if spawns < int(ok.Load()) {
 		t.Errorf("%d spawns for %d successful logins", spawns, ok.Load())
 	}
-	if strings.Contains(shim.log(), "closed unsigned connection") {
+	if strings.Contains(shim.Log(), "closed unsigned connection") {
 		t.Errorf("the shim accepted an unsigned connection")
 	}
 	if hupsSent.Load() != sighups || reloads == 0 {

@@ -4,7 +4,6 @@ package guest
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,12 +23,8 @@ func TestSignedLogin(t *testing.T) {
 	dir := t.TempDir()
 	key := secret(t)
 	skr, ckr := filepath.Join(dir, "server.toml"), filepath.Join(dir, "client.toml")
-	if err := os.WriteFile(skr, fmt.Appendf(nil, "[peers.\"0.0.0.0/0\"]\nkey = %q\n", key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ckr, fmt.Appendf(nil, "[hosts.\"*\"]\nkey = %q\n", key), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testnet.Keyring{Peers: []testnet.Entry{{Name: "0.0.0.0/0", Key: key}}}.Write(t, skr)
+	testnet.Keyring{Hosts: []testnet.Entry{{Name: "*", Key: key}}}.Write(t, ckr)
 	s := startShim(t, server, nil, append([]string{"-k", skr, "-l", fmt.Sprintf("%s:%d", link.AddrA4, port), "--"}, sshd.InetdArgs()...)...)
 	s.waitLog(`serving`)
 
@@ -38,7 +33,7 @@ func TestSignedLogin(t *testing.T) {
 		"root@"+link.AddrA4.String(), "echo", "signed-login-ok")
 	out, err := client.Cmd("ssh", args...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "signed-login-ok") {
-		t.Fatalf("ssh through sshd-md5-socket: %v\n%s\nshim log:\n%s", err, out, s.log)
+		t.Fatalf("ssh through sshd-md5-socket: %v\n%s\nshim log:\n%s", err, out, s.Log())
 	}
 	st := capture.Stop(t, key)
 	t.Logf("capture: %s", st)

@@ -167,10 +167,9 @@ func mustRaw(t *testing.T, l *net.TCPListener) syscall.RawConn {
 
 // shim is a running sshd-md5-socket with its log.
 type shim struct {
-	t    *testing.T
-	pid  int
-	log  *testnet.LockedBuffer
-	done chan struct{}
+	*testnet.Proc
+	t   *testing.T
+	pid int
 }
 
 func startShim(t *testing.T, ns *testnet.NS, extra []*os.File, args ...string) *shim {
@@ -181,44 +180,22 @@ func startShim(t *testing.T, ns *testnet.NS, extra []*os.File, args ...string) *
 		// systemd's LISTEN_PID is the service's own pid, hence sh's exec.
 		name, argv = "sh", append([]string{"-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@"`, bin}, args...)
 	}
-	cmd := ns.Cmd(name, argv...)
-	s := &shim{t: t, log: &testnet.LockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.ExtraFiles = extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = 500 * time.Millisecond
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.pid = cmd.Process.Pid
-	go func() { cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("sshd-md5-socket (pid %d) logged:\n%s", s.pid, s.log)
-		}
-	})
-	return s
+	p := ns.NewProc(name, argv...)
+	p.Name = "sshd-md5-socket"
+	p.Cmd.ExtraFiles = extra
+	p.Cmd.WaitDelay = 500 * time.Millisecond
+	p.Start(t)
+	return &shim{Proc: p, t: t, pid: p.Cmd.Process.Pid}
 }
 
 func (s *shim) stop() {
 	syscall.Kill(-s.pid, syscall.SIGKILL)
-	<-s.done
+	<-s.Done
 }
 
 func (s *shim) waitLog(re string) {
 	s.t.Helper()
-	rx := regexp.MustCompile(re)
-	for deadline := time.Now().Add(20 * time.Second); !rx.MatchString(s.log.String()); {
-		select {
-		case <-s.done:
-			s.t.Fatalf("sshd-md5-socket exited before logging %q", re)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("sshd-md5-socket did not log %q within 20 s", re)
-		}
-	}
+	s.WaitLog(re, 20*time.Second)
 }
 
 // reload sends SIGHUP, waits for the n-th reload to be done and fails
@@ -227,20 +204,17 @@ func (s *shim) reload(n int) {
 	s.t.Helper()
 	syscall.Kill(s.pid, syscall.SIGHUP)
 	s.waitLog(fmt.Sprintf(`(?s)(reload: [^\n]*(in force|previous keys).*){%d}`, n))
-	if m := regexp.MustCompile(`reload: [^\n]*previous keys[^\n]*`).FindString(s.log.String()); m != "" {
+	if m := regexp.MustCompile(`reload: [^\n]*previous keys[^\n]*`).FindString(s.Log()); m != "" {
 		s.t.Fatalf("reload %d failed: %s", n, m)
 	}
 }
 
 func writeKeyring(t *testing.T, path, ifname string, all, vrf []byte, client netip.Addr) {
 	t.Helper()
-	text := fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nkey = %q\n[peers.%q]\nkey = %q\ninterface = %q\n", all, client.String()+"/32", vrf, ifname)
-	if err := os.WriteFile(path+".tmp", []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
+	testnet.Keyring{Peers: []testnet.Entry{
+		{Name: "0.0.0.0/0", Key: all},
+		{Name: client.String() + "/32", Key: vrf, Interface: ifname},
+	}}.Write(t, path)
 }
 
 // TestVRFKeyShimListen: sshd-md5-socket -l with a keyring that has an
@@ -259,7 +233,7 @@ func TestVRFKeyShimListen(t *testing.T) {
 	c := n.expectKey(t, "startup", vrf)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if b, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(b, "SSH-2.0-") {
-		t.Errorf("startup: a signed connection through the VRF got %q, %v from the shim; want sshd's banner\n%s", b, err, s.log.String())
+		t.Errorf("startup: a signed connection through the VRF got %q, %v from the shim; want sshd's banner\n%s", b, err, s.Log())
 	}
 	c.Close()
 	n.expectNoAnswer(t, "startup, catch-all key from the VRF peer", all)
@@ -272,7 +246,7 @@ func TestVRFKeyShimListen(t *testing.T) {
 	s.reload(2)
 	n.expectKey(t, "reload, new VRF secret", vrf2).Close()
 	n.expectNoAnswer(t, "reload, new VRF secret, old one", vrf)
-	if strings.Contains(s.log.String(), string(vrf)) || strings.Contains(s.log.String(), string(all)) {
+	if strings.Contains(s.Log(), string(vrf)) || strings.Contains(s.Log(), string(all)) {
 		t.Error("a secret appears in the shim's log")
 	}
 }

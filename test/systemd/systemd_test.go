@@ -646,12 +646,12 @@ func (c *client) setupProxy(addrs ...netip.Addr) {
 func (c *client) setupProxyBinary(bin string, addrs ...netip.Addr) {
 	t := c.t
 	t.Helper()
-	var kr strings.Builder
+	var kr testnet.Keyring
 	for _, a := range addrs {
-		fmt.Fprintf(&kr, "[hosts.%q]\nkey_file = %q\n", a.String(), c.keyFile)
+		kr.Hosts = append(kr.Hosts, testnet.Host(a.String(), c.keyFile))
 	}
 	keyring := filepath.Join(c.dir, "md5-keyring.toml")
-	writeFile(t, keyring, kr.String(), 0o600)
+	kr.Write(t, keyring)
 	c.proxy = bin + " -k " + keyring + " %h %p"
 }
 
