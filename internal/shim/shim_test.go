@@ -3,7 +3,6 @@
 package shim_test
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -107,23 +106,13 @@ func TestQueuedUnsignedClosed(t *testing.T) {
 			kr := filepath.Join(e.dir, "keyring.toml")
 			e.writeKeyring(kr, peers)
 			addr := hostPort(e.link.AddrA4, port)
-			var ln net.Listener
-			err := e.server.Do(func() error {
-				lc := net.ListenConfig{}
-				lc.SetMultipathTCP(false)
-				var err error
-				ln, err = lc.Listen(t.Context(), "tcp4", addr)
-				return err
-			})
-			if err != nil {
-				t.Fatalf("listening unkeyed: %v", err)
-			}
+			ln := e.server.Listen(t, "tcp4", addr, nil)
 			c, err := e.dial(addr, nil, 5*time.Second)
 			if err != nil {
 				t.Fatalf("unsigned dial to the unkeyed socket: %v", err)
 			}
 			defer c.Close()
-			f, err := ln.(*net.TCPListener).File()
+			f, err := ln.File()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,19 +141,8 @@ func TestStaleKeysReconciled(t *testing.T) {
 	kOld, kNew := e.secret(), e.secret()
 	kr := filepath.Join(e.dir, "keyring.toml")
 	addr := hostPort(e.link.AddrA4, port)
-	var ln net.Listener
-	err := e.server.Do(func() error {
-		lc := net.ListenConfig{}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(t.Context(), "tcp4", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, _ := ln.(*net.TCPListener).File()
+	ln := e.server.Listen(t, "tcp4", addr, nil)
+	f, _ := ln.File()
 	defer f.Close()
 	// First run: keys for 0/0 and 10.99.0.0/16.
 	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": kOld, "10.99.0.0/16": kOld})

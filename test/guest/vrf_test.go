@@ -108,18 +108,8 @@ func TestVRFKeyReconcile(t *testing.T) {
 		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: all},
 		{Prefix: client, Ifindex: n.vrfIndex, Secret: vrf},
 	}
-	var ln net.Listener
-	if err := n.server.Do(func() error {
-		lc := net.ListenConfig{Control: md5.ListenControl(keys)}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(t.Context(), "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	sock, err := md5.FromConn(mustRaw(t, ln.(*net.TCPListener)))
+	ln := n.server.Listen(t, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), keys)
+	sock, err := md5.FromConn(mustRaw(t, ln))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,18 +251,8 @@ func TestVRFKeySystemdSocket(t *testing.T) {
 	kr := filepath.Join(t.TempDir(), "keyring.toml")
 	all, vrf := secret(t), secret(t)
 	writeKeyring(t, kr, "vrf-x", all, vrf, n.link.AddrB4)
-	var ln net.Listener
-	if err := n.server.Do(func() error {
-		lc := net.ListenConfig{}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(t.Context(), "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
+	ln := n.server.Listen(t, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), nil)
+	f, err := ln.File()
 	if err != nil {
 		t.Fatal(err)
 	}
