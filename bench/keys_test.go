@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
@@ -215,10 +216,11 @@ func BenchmarkKeys(b *testing.B) {
 					return err
 				}
 				defer syscall.Close(fd)
-				sock, err := md5.Inspect(fd)
+				ts, err := tcpsig.Inspect(fd)
 				if err != nil {
 					return err
 				}
+				sock := md5.Socket{Socket: ts}
 				t0 := time.Now()
 				err = sock.Install(s.keys)
 				install[i] = append(install[i], float64(time.Since(t0).Microseconds())/1000)

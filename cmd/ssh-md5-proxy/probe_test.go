@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
-	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/proxy"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
 // TestProbe runs probe against real sshd behind a TCP-MD5 listener: with

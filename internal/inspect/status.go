@@ -18,7 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
 // ProcNames are the processes whose listening sockets Status reports
@@ -333,14 +334,15 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 	if acc, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc == 0 {
 		return Listener{}, false
 	}
-	s, err := md5.Inspect(dup)
+	ts, err := tcpsig.Inspect(dup)
 	if err != nil {
 		return Listener{}, false // not TCP, or MPTCP: not keyable
 	}
+	s := md5.Socket{Socket: ts}
 	var l Listener
 	if sa, err := unix.Getsockname(dup); err == nil {
 		l.Local = "?"
-		if ap := md5.AddrPortOf(sa); ap.IsValid() {
+		if ap := tcpsig.AddrPortOf(sa); ap.IsValid() {
 			l.Local = ap.String()
 			l.port = ap.Port()
 		}

@@ -86,6 +86,16 @@ type Host struct {
 	Line     int       // line of the table header, 0 if unknown
 }
 
+// DialKeys returns the entry's keys, newest first, as keys to dial with
+// (their prefix is set when the address is known).
+func (h Host) DialKeys() []tcpsig.Key {
+	out := make([]tcpsig.Key, len(h.Keys))
+	for i, k := range h.Keys {
+		out[i] = tcpsig.Key{Secret: k.Secret, AO: k.AO}
+	}
+	return out
+}
+
 // Secrets returns the entry's keys, newest first.
 func (h Host) Secrets() []tcpsig.Secret {
 	out := make([]tcpsig.Secret, len(h.Keys))
@@ -101,9 +111,12 @@ type HostKey struct {
 	// Source is "key_file /abs/path" or "inline key" (with ", item N of
 	// M" in a list), for messages.
 	Source string
+	// AO is set for a TCP-AO key (the entry's ao list), nil for TCP-MD5.
+	AO *tcpsig.AO
 }
 
-// Peer is one [peers] entry.
+// Peer is one [peers] entry: one TCP-MD5 key (Secret), or one or more
+// TCP-AO keys (AO), never both.
 type Peer struct {
 	Name      string       // table name as written, e.g. "10.0.0.1"
 	Prefix    netip.Prefix // masked, natural family (never v4-mapped)
@@ -111,12 +124,38 @@ type Peer struct {
 	Secret    tcpsig.Secret
 	Source    string
 	Line      int
+	AO        []PeerAO // TCP-AO keys, in file order; nil for a TCP-MD5 entry
 }
 
-// Key returns the kernel key for this peer on the given interface index
-// (0 = any).
+// PeerAO is one TCP-AO key of a [peers] entry: one user's.
+type PeerAO struct {
+	tcpsig.AO // Name is required in [peers]
+	Secret    tcpsig.Secret
+	Source    string
+	Line      int
+}
+
+// IsAO reports whether the entry holds TCP-AO keys.
+func (p Peer) IsAO() bool { return len(p.AO) > 0 }
+
+// Key returns the TCP-MD5 key for this peer on the given interface index
+// (0 = any). For a TCP-AO entry use Keys.
 func (p Peer) Key(ifindex int) tcpsig.Key {
 	return tcpsig.Key{Prefix: p.Prefix, Ifindex: ifindex, Secret: p.Secret}
+}
+
+// Keys returns the entry's kernel keys on the given interface index: its
+// TCP-MD5 key, or each of its TCP-AO keys.
+func (p Peer) Keys(ifindex int) []tcpsig.Key {
+	if !p.IsAO() {
+		return []tcpsig.Key{p.Key(ifindex)}
+	}
+	out := make([]tcpsig.Key, len(p.AO))
+	for i, a := range p.AO {
+		ao := a.AO
+		out[i] = tcpsig.Key{Prefix: p.Prefix, Ifindex: ifindex, Secret: a.Secret, AO: &ao}
+	}
+	return out
 }
 
 // Where names a [peers] entry of the keyring at path the way parse errors

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/sshmd5/sshmd5/internal/knock"
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 

@@ -12,8 +12,8 @@ import (
 	"net/netip"
 
 	"github.com/sshmd5/sshmd5/internal/keyring"
-	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
 // Backend is the signature every listener gets: TCP-MD5, the only one the

@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
 // Options say what Dial connects to and how.

@@ -18,7 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
@@ -177,10 +178,11 @@ func TestSendFD(t *testing.T) {
 	// Keys asks sock_diag, which answers for the caller's namespace.
 	var keys []md5.Key
 	if err := ns.Do(func() error {
-		s, err := md5.Inspect(fd)
+		ts, err := tcpsig.Inspect(fd)
 		if err != nil {
 			return fmt.Errorf("Inspect: %w", err)
 		}
+		s := md5.Socket{Socket: ts}
 		keys, err = s.Keys()
 		return err
 	}); err != nil {

@@ -18,7 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
@@ -167,7 +168,8 @@ func (e *env) listenerKeys(pid int) map[string]map[string]md5.Secret {
 			continue
 		}
 		acc, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-		sock, ierr := md5.Inspect(fd)
+		ts, ierr := tcpsig.Inspect(fd)
+		sock := md5.Socket{Socket: ts}
 		if acc != 1 || ierr != nil {
 			unix.Close(fd)
 			continue

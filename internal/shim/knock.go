@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sshmd5/sshmd5/internal/knock"
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // watchKnocks starts logging who knocks on the listeners without their
@@ -23,7 +23,7 @@ func (s *server) watchKnocks(ctx context.Context) (stop func()) {
 	cfg := knock.Config{Log: s.log, Tracefs: os.Getenv(knock.TracefsEnv)}
 	for _, l := range s.lns {
 		if sa, err := unix.Getsockname(l.sock.FD); err == nil {
-			if ap := md5.AddrPortOf(sa); ap.IsValid() {
+			if ap := tcpsig.AddrPortOf(sa); ap.IsValid() {
 				cfg.Listeners = append(cfg.Listeners, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 			}
 		}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 

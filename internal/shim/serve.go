@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,8 +19,8 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
-	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
 // inetd holds the counters and limits of inetd mode.
@@ -199,7 +198,7 @@ func (d *inetd) reload() {
 	keys := pl.Keys
 	logWarnings(d.log, "reload: ", pl.Ring)
 	for _, l := range d.lns {
-		if lp := pl.For(l.sock.Socket); lp.Err != nil {
+		if lp := pl.For(l.sock); lp.Err != nil {
 			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, lp.Err)
 			return
 		}
@@ -248,21 +247,18 @@ func (d *inetd) reload() {
 // the fingerprint now in force (and the one before), a few of them, so
 // that an operator can match a rotation against the clients' keygen or
 // probe output without the key in the log.
-func fingerprintLines(old, new []md5.Key) []string {
+func fingerprintLines(old, new []tcpsig.Key) []string {
 	const most = 8
-	type id struct {
-		p   netip.Prefix
-		ifx int
-	}
-	was := make(map[id]md5.Secret, len(old))
+	was := make(map[tcpsig.ID]tcpsig.Key, len(old))
 	for _, k := range old {
-		was[id{k.Prefix, k.Ifindex}] = k.Secret
+		was[k.ID()] = k
 	}
 	var out []string
 	n := 0
 	for _, k := range new {
-		prev, had := was[id{k.Prefix, k.Ifindex}]
-		if had && prev.Equal(k.Secret) {
+		o, had := was[k.ID()]
+		prev := o.Secret
+		if had && o.Same(k) {
 			continue
 		}
 		if n++; n > most {
@@ -289,12 +285,13 @@ const massRemovalMin = 2
 // massRemoval returns how many keys the move from old to new would take
 // off sock, if that is every key it carries besides its catch-alls and at
 // least massRemovalMin of them; else 0.
-func massRemoval(sock md5.Socket, old, new []md5.Key) int {
-	specific := func(keys []md5.Key) []md5.Key {
+func massRemoval(sock tcpsig.Socket, old, new []tcpsig.Key) int {
+	specific := func(keys []tcpsig.Key) []tcpsig.Key {
 		apply, _ := sock.Cover(keys)
-		var out []md5.Key
+		var out []tcpsig.Key
 		for _, k := range apply {
-			if k.Prefix.Bits() != 0 || k.Ifindex != 0 {
+			// A TCP-AO key is one user's, never a catch-all.
+			if k.Prefix.Bits() != 0 || k.Ifindex != 0 || k.AO != nil {
 				out = append(out, k)
 			}
 		}
@@ -310,12 +307,12 @@ func massRemoval(sock md5.Socket, old, new []md5.Key) int {
 
 // prefixList names the prefixes a reload added and removed, a few of
 // each, for the log.
-func prefixList(added, removed []md5.Key) string {
+func prefixList(added, removed []tcpsig.Key) string {
 	const most = 8
 	var b []string
 	for _, l := range []struct {
 		sign string
-		keys []md5.Key
+		keys []tcpsig.Key
 	}{{"+", added}, {"-", removed}} {
 		for i, k := range l.keys {
 			if i == most {

@@ -32,9 +32,10 @@ import (
 	"github.com/sshmd5/sshmd5/internal/inspect"
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/listenaddr"
-	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/plan"
 	"github.com/sshmd5/sshmd5/internal/stealth"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
 // Modes.
@@ -86,19 +87,20 @@ func DefaultCommand(mode string) []string {
 
 // listener is one keyed listening socket.
 type listener struct {
-	name      string       // address, for messages
-	file      *os.File     // systemd's socket, kept so that its fd stays open
-	sock      md5.Socket   // the socket's fd and families, for keying
-	ln        net.Listener // inetd mode, and -l in either mode
-	listen    string       // the address to open it on again
-	storeName string       // its name in systemd's fd store; "" = not stored
-	stored    bool         // came from systemd's fd store
+	name      string         // address, for messages
+	file      *os.File       // systemd's socket, kept so that its fd stays open
+	sock      tcpsig.Socket  // the socket's fd and families, for keying
+	backend   tcpsig.Backend // how it is keyed (the plan's choice)
+	ln        net.Listener   // inetd mode, and -l in either mode
+	listen    string         // the address to open it on again
+	storeName string         // its name in systemd's fd store; "" = not stored
+	stored    bool           // came from systemd's fd store
 	// own: this project opened it keyed before listen(), so nothing
 	// unsigned can be queued on it (a .socket unit's socket can).
 	own bool
 	// shadow stands in for the kernel's report when the socket carries
-	// more keys than sock_diag can report (md5.MaxReadableKeys).
-	shadow md5.Shadow
+	// more keys than the backend can report (md5.MaxReadableKeys).
+	shadow tcpsig.Shadow
 }
 
 // rekey makes the listener carry exactly keys. It compares against the
@@ -107,10 +109,10 @@ type listener struct {
 // as nothing else sets keys on the socket (only root could). A socket whose
 // keys can be read neither way is refused: a stale key left by an earlier
 // run, for a prefix since removed, would go on letting its holder in.
-func (l *listener) rekey(keys []md5.Key) (md5.Diff, error) {
-	d, err := l.shadow.Reconcile(l.sock, keys)
-	if errors.Is(err, md5.ErrTooManyToRead) {
-		return md5.Diff{}, fmt.Errorf("%w; this socket came from a .socket unit and still carries the keys of an earlier run, which cannot be read back to remove stale ones: stop its .socket unit and the service together (systemctl stop NAME.socket NAME.service) and start them again, so that systemd makes a fresh socket, or let the shim open its socket itself with -l, as the units in contrib/systemd do", err)
+func (l *listener) rekey(keys []tcpsig.Key) (tcpsig.Diff, error) {
+	d, err := l.shadow.Reconcile(l.backend, l.sock, keys)
+	if errors.Is(err, tcpsig.ErrTooManyToRead) {
+		return tcpsig.Diff{}, fmt.Errorf("%w; this socket came from a .socket unit and still carries the keys of an earlier run, which cannot be read back to remove stale ones: stop its .socket unit and the service together (systemctl stop NAME.socket NAME.service) and start them again, so that systemd makes a fresh socket, or let the shim open its socket itself with -l, as the units in contrib/systemd do", err)
 	}
 	if err != nil {
 		return d, plan.Word(err)
@@ -263,13 +265,13 @@ func (s *server) start(ctx context.Context) error {
 	for _, l := range s.lns {
 		// Reconcile refuses an uncovered socket too; the plan says so
 		// first, in the words check uses.
-		if lp := pl.For(l.sock.Socket); lp.Err != nil {
+		if lp := pl.For(l.sock); lp.Err != nil {
 			return fmt.Errorf("keying %s: %w", l.name, lp.Err)
 		}
 	}
 	for i, l := range s.lns {
 		d, err := l.rekey(s.keys)
-		if errors.Is(err, md5.ErrTooManyToRead) && l.stored {
+		if errors.Is(err, tcpsig.ErrTooManyToRead) && l.stored {
 			// Past the read-back limit the stale keys of the last run
 			// cannot be found; a new socket has exactly ours. The port is
 			// closed (not open) for the moment in between.
@@ -278,7 +280,7 @@ func (s *server) start(ctx context.Context) error {
 			if rerr != nil {
 				return fmt.Errorf("keying %s: %w", l.name, rerr)
 			}
-			s.lns[i], l, d, err = nl, nl, md5.Diff{}, nil
+			s.lns[i], l, d, err = nl, nl, tcpsig.Diff{}, nil
 		}
 		if err != nil {
 			return fmt.Errorf("keying %s: %w", l.name, err)
@@ -450,7 +452,7 @@ func (s *server) listen(ctx context.Context, network, addr string) (*listener, e
 		if errors.Is(err, syscall.EACCES) {
 			return nil, fmt.Errorf("listening on %s: permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE), or pick a port above 1023", addr)
 		}
-		var ue md5.UncoveredError
+		var ue tcpsig.UncoveredError
 		if errors.As(err, &ue) {
 			return nil, fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, plan.Word(ue))
 		}
@@ -458,7 +460,7 @@ func (s *server) listen(ctx context.Context, network, addr string) (*listener, e
 	}
 	// The listener's own fd, not a dup from File(): File's Fd would
 	// switch the shared socket to blocking under the netpoller.
-	sock, err := md5.FromConn(mustRaw(ln.(*net.TCPListener).SyscallConn()))
+	sock, err := tcpsig.FromConn(mustRaw(ln.(*net.TCPListener).SyscallConn()))
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
@@ -479,13 +481,13 @@ func (s *server) adopt(files []*os.File, stored bool) error {
 		if err != nil || acc != 1 {
 			return fmt.Errorf("systemd socket %s (fd %d) is not a listening TCP socket; use ListenStream= with Accept=no", f.Name(), fd)
 		}
-		sock, err := md5.Inspect(fd)
+		sock, err := tcpsig.Inspect(fd)
 		if err != nil {
 			return fmt.Errorf("systemd socket %s: %w", f.Name(), err)
 		}
 		name := f.Name()
 		if sa, err := unix.Getsockname(fd); err == nil {
-			if ap := md5.AddrPortOf(sa); ap.IsValid() {
+			if ap := tcpsig.AddrPortOf(sa); ap.IsValid() {
 				name = ap.String()
 			}
 		}
@@ -538,11 +540,11 @@ func (s *server) matched(addr netip.Addr) string {
 // A connection that completed its handshake before the listener had keys
 // got no key copy and was never signed.
 func connKeyed(fd int) (bool, error) {
-	sock, err := md5.Inspect(fd)
+	sock, err := tcpsig.Inspect(fd)
 	if err != nil {
 		return false, err
 	}
-	keys, err := sock.Keys()
+	keys, err := md5.Socket{Socket: sock}.Keys()
 	if err != nil {
 		return false, err
 	}
@@ -555,7 +557,7 @@ func peerOf(fd int) (netip.AddrPort, string) {
 	if err != nil {
 		return netip.AddrPort{}, "unknown peer"
 	}
-	ap := md5.AddrPortOf(sa)
+	ap := tcpsig.AddrPortOf(sa)
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return ap, ap.String()
 }

@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
 	"github.com/sshmd5/sshmd5/internal/stealth"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // applyStealth puts the --stealth mode in force on the keyed listeners,
@@ -41,7 +41,7 @@ func (s *server) applyStealth() (*stealth.Table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stealth: %s: getsockname: %w", l.name, err)
 		}
-		ap := md5.AddrPortOf(sa)
+		ap := tcpsig.AddrPortOf(sa)
 		ls = append(ls, stealth.Listener{Addr: ap.Addr(), Port: ap.Port(), IPv4: l.sock.Takes4, IPv6: l.sock.Takes6})
 	}
 	t, err := stealth.Install(ls, stealth.Options{})

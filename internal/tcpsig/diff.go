@@ -1,9 +1,6 @@
 package tcpsig
 
-import (
-	"fmt"
-	"net/netip"
-)
+import "fmt"
 
 // Diff is what Reconcile changed on a socket. Its keys carry no secrets.
 type Diff struct {
@@ -21,29 +18,25 @@ func (d Diff) String() string {
 // added and removed, and prefixes kept with another secret. The keys it
 // returns carry no secrets.
 func Compare(old, new []Key) (added, removed, changed []Key) {
-	type id struct {
-		p   netip.Prefix
-		ifx int
-	}
-	was := make(map[id]Secret, len(old))
+	was := make(map[ID]Key, len(old))
 	for _, k := range old {
-		was[id{k.Prefix, k.Ifindex}] = k.Secret
+		was[k.ID()] = k
 	}
-	is := make(map[id]bool, len(new))
+	is := make(map[ID]bool, len(new))
 	for _, k := range new {
-		i := id{k.Prefix, k.Ifindex}
+		i := k.ID()
 		is[i] = true
-		s, had := was[i]
+		o, had := was[i]
 		switch {
 		case !had:
-			added = append(added, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
-		case !s.Equal(k.Secret):
-			changed = append(changed, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
+			added = append(added, k.Public())
+		case !o.Same(k):
+			changed = append(changed, k.Public())
 		}
 	}
 	for _, k := range old {
-		if !is[id{k.Prefix, k.Ifindex}] {
-			removed = append(removed, Key{Prefix: k.Prefix, Ifindex: k.Ifindex})
+		if !is[k.ID()] {
+			removed = append(removed, k.Public())
 		}
 	}
 	return added, removed, changed

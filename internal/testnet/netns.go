@@ -34,7 +34,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
 // RequireRoot fails the test (t.Fatal, not skip) unless euid is 0.

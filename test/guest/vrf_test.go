@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sshmd5/sshmd5/internal/md5"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
@@ -109,10 +110,11 @@ func TestVRFKeyReconcile(t *testing.T) {
 		{Prefix: client, Ifindex: n.vrfIndex, Secret: vrf},
 	}
 	ln := n.server.Listen(t, "tcp4", fmt.Sprintf("0.0.0.0:%d", port), keys)
-	sock, err := md5.FromConn(mustRaw(t, ln))
+	ts, err := tcpsig.FromConn(mustRaw(t, ln))
 	if err != nil {
 		t.Fatal(err)
 	}
+	sock := md5.Socket{Socket: ts}
 	// sock_diag answers about the namespace its netlink socket is in.
 	reconcile := func(keys []md5.Key) (d md5.Diff, err error) {
 		err = n.server.Do(func() error { d, err = sock.Reconcile(keys); return err })

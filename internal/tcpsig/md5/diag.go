@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // The kernel has no getsockopt for TCP-MD5 keys; sock_diag reports them as
@@ -41,7 +43,7 @@ const MaxReadableKeys = (1<<16 - 1 - unix.SizeofRtAttr) / sizeofTCPDiagMD5Sig
 
 // ErrTooManyToRead means the socket carries more than MaxReadableKeys keys,
 // so the kernel's report is cut short and cannot be trusted.
-var ErrTooManyToRead = fmt.Errorf("the socket carries more TCP-MD5 keys than sock_diag can report (%d), so they cannot be read back", MaxReadableKeys)
+var ErrTooManyToRead = fmt.Errorf("%w: more TCP-MD5 keys than sock_diag can report (%d)", tcpsig.ErrTooManyToRead, MaxReadableKeys)
 
 // Keys reads back the keys the socket carries. IPv4 keys on a dual-stack
 // socket come back as IPv4 prefixes, as they were given to Set. The kernel

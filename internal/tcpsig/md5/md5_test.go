@@ -96,10 +96,11 @@ func socketOf(t *testing.T, sc syscall.Conn) Socket {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := FromConn(rc)
+	ts, err := tcpsig.FromConn(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := Socket{ts}
 	return s
 }
 
@@ -451,7 +452,7 @@ func TestMPTCPRefused(t *testing.T) {
 		t.Fatalf("opening an MPTCP socket to test the refusal: %v", err)
 	}
 	defer unix.Close(fd)
-	if _, err := Inspect(fd); err == nil || !strings.Contains(err.Error(), "is MPTCP, which cannot carry TCP-MD5 keys; use plain TCP (for a systemd socket, drop SocketProtocol=mptcp") {
+	if _, err := tcpsig.Inspect(fd); err == nil || !strings.Contains(err.Error(), "is MPTCP, which cannot carry TCP-MD5 or TCP-AO keys; use plain TCP (for a systemd socket, drop SocketProtocol=mptcp") {
 		t.Fatalf("Inspect(MPTCP socket) = %v", err)
 	}
 }

@@ -4,7 +4,6 @@ package md5
 
 import (
 	"errors"
-	"net/netip"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -42,14 +41,13 @@ var Backend tcpsig.Backend = backend{}
 
 type backend struct{}
 
+func (backend) Name() string                             { return "TCP-MD5" }
 func (backend) Keys(s tcpsig.Socket) ([]Key, error)      { return Socket{s}.Keys() }
 func (backend) Set(s tcpsig.Socket, k Key) error         { return Socket{s}.Set(k) }
 func (backend) Uncovered(s tcpsig.Socket, k []Key) error { return s.Uncovered(k) }
-func (backend) Delete(s tcpsig.Socket, p netip.Prefix, ifindex int) error {
-	return Socket{s}.Delete(p, ifindex)
-}
-func (backend) DialControl(secret Secret) func(network, address string, c syscall.RawConn) error {
-	return DialControl(secret)
+func (backend) Delete(s tcpsig.Socket, k Key) error      { return Socket{s}.Delete(k.Prefix, k.Ifindex) }
+func (backend) DialControl(k Key) func(network, address string, c syscall.RawConn) error {
+	return DialControl(k.Secret)
 }
 
 // Label: sock_diag reports interface keys without their interface (see

@@ -25,52 +25,6 @@ type Socket struct{ tcpsig.Socket }
 // UncoveredError reports peer families a socket takes that no key covers.
 type UncoveredError = tcpsig.UncoveredError
 
-// Inspect reads the family, protocol and binding of a socket. It refuses
-// sockets the kernel cannot sign: non-TCP ones and MPTCP, which Go uses by
-// default for listeners since 1.24.
-func Inspect(fd int) (Socket, error) {
-	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil {
-		return Socket{}, fmt.Errorf("socket %d: reading its family: %w", fd, err)
-	}
-	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
-	if err != nil {
-		return Socket{}, fmt.Errorf("socket %d: reading its protocol: %w", fd, err)
-	}
-	switch {
-	case proto == unix.IPPROTO_MPTCP:
-		return Socket{}, fmt.Errorf("socket %d is MPTCP, which cannot carry TCP-MD5 keys; use plain TCP (for a systemd socket, drop SocketProtocol=mptcp from its .socket unit)", fd)
-	case proto != unix.IPPROTO_TCP:
-		return Socket{}, fmt.Errorf("socket %d is not a TCP socket (protocol %d)", fd, proto)
-	}
-	s := Socket{tcpsig.Socket{FD: fd, Family: dom}}
-	switch dom {
-	case unix.AF_INET:
-		s.Takes4 = true
-	case unix.AF_INET6:
-		v6only, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
-		if err != nil {
-			return Socket{}, fmt.Errorf("socket %d: reading IPV6_V6ONLY: %w", fd, err)
-		}
-		s.Takes4, s.Takes6 = v6only == 0, true
-		// A socket bound to one address takes only that address's family.
-		if sa, err := unix.Getsockname(fd); err == nil {
-			if a, ok := sa.(*unix.SockaddrInet6); ok {
-				addr := netip.AddrFrom16(a.Addr)
-				switch {
-				case addr.Is4In6():
-					s.Takes6 = false
-				case !addr.IsUnspecified():
-					s.Takes4 = false
-				}
-			}
-		}
-	default:
-		return Socket{}, fmt.Errorf("socket %d has address family %d, not IPv4 or IPv6", fd, dom)
-	}
-	return s, nil
-}
-
 // Set installs k on the socket, replacing a key for the same prefix and
 // interface.
 func (s Socket) Set(k Key) error {
@@ -180,105 +134,25 @@ func optmemMaxInt() int {
 	return n
 }
 
-// FromConn returns the Socket behind a raw connection, for use in
-// net.Dialer.Control and net.ListenConfig.Control.
-func FromConn(c syscall.RawConn) (s Socket, err error) {
-	cerr := c.Control(func(fd uintptr) { s, err = Inspect(int(fd)) })
-	if cerr != nil {
-		return Socket{}, cerr
-	}
-	return s, err
-}
-
 // DialControl returns a net.Dialer Control function that signs each
 // connection attempt with secret, keyed to the exact address being dialled,
 // before connect. An error aborts that attempt rather than let it go out
 // unsigned.
 func DialControl(secret Secret) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return fmt.Errorf("signing dial to %q: %w", address, err)
-		}
-		addr := ap.Addr().Unmap().WithZone("")
-		k := Key{Prefix: netip.PrefixFrom(addr, addr.BitLen()), Secret: secret}
-		var serr error
-		cerr := c.Control(func(fd uintptr) {
-			var s Socket
-			if s, serr = Inspect(int(fd)); serr == nil {
-				serr = s.Set(k)
-			}
+		return tcpsig.DialSocket(address, c, func(s tcpsig.Socket, peer netip.Prefix) error {
+			return Socket{s}.Set(Key{Prefix: peer, Secret: secret})
 		})
-		if cerr != nil {
-			return cerr
-		}
-		return serr
 	}
 }
 
-// ListenControl returns a net.ListenConfig Control function that puts keys
-// on a listening socket before bind and listen, and fails (so the listener
-// is never opened) when the keys leave a peer family of the socket
-// uncovered.
+// ListenControl is tcpsig.ListenControl with TCP-MD5 keys.
 func ListenControl(keys []Key) func(network, address string, c syscall.RawConn) error {
-	return func(network, address string, c syscall.RawConn) error {
-		var err error
-		cerr := c.Control(func(fd uintptr) {
-			var s Socket
-			if s, err = Inspect(int(fd)); err != nil {
-				return
-			}
-			// Before bind the socket cannot tell from its address which
-			// families it will take; judge by the address asked for.
-			if ap, perr := netip.ParseAddrPort(address); perr == nil && s.Family == unix.AF_INET6 {
-				a := ap.Addr()
-				if a.Is4In6() {
-					s.Takes6 = false
-				} else if !a.IsUnspecified() {
-					s.Takes4 = false
-				}
-			}
-			err = s.Install(keys)
-		})
-		if cerr != nil {
-			return fmt.Errorf("listen %s: %w", address, cerr)
-		}
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", address, err)
-		}
-		return nil
-	}
-}
-
-// Install puts every applicable key on a socket that has none yet, after
-// checking that every peer family the socket takes is covered.
-func (s Socket) Install(keys []Key) error {
-	apply, uncovered := s.Cover(keys)
-	if len(uncovered) > 0 {
-		return s.Uncovered(keys)
-	}
-	for i, k := range apply {
-		if err := s.Set(k); err != nil {
-			return fmt.Errorf("key %d of %d: %w", i+1, len(apply), err)
-		}
-	}
-	return nil
+	return tcpsig.ListenControl(Backend, keys)
 }
 
 // Layout of struct tcp_md5sig, pinned by a test against the kernel ABI.
 const sizeofTCPMD5Sig = int(unsafe.Sizeof(unix.TCPMD5Sig{}))
-
-// AddrPortOf converts an IPv4 or IPv6 socket address; anything else gives
-// the zero AddrPort.
-func AddrPortOf(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
-	}
-	return netip.AddrPort{}
-}
 
 // ifaceName names interface ifindex for messages: "interface lo (index
 // 1)", or by its index alone once it is gone.
@@ -315,3 +189,7 @@ func CheckBindable(ifindex int) error {
 	}
 	return nil
 }
+
+// Install puts every applicable key on a socket that has none yet, after
+// checking that every peer family the socket takes is covered.
+func (s Socket) Install(keys []Key) error { return tcpsig.Install(Backend, s.Socket, keys) }
