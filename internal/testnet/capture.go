@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -101,20 +102,34 @@ func (c *Capture) kill() {
 // CaptureStats summarises a capture. Every count is of TCP segments on the
 // captured port.
 type CaptureStats struct {
-	Segments     int // all segments
-	Valid        int // MD5 option present and verified with the secret ("md5 valid")
-	Invalid      int // MD5 option present, signature wrong for the secret ("md5  (invalid)")
-	Unchecked    int // MD5 option present but not verified (Stop with a nil secret)
-	Unsigned     int // no MD5 option
+	Segments  int // all segments
+	Valid     int // MD5 option present and verified with the secret ("md5 valid")
+	Invalid   int // MD5 option present, signature wrong for the secret ("md5  (invalid)")
+	Unchecked int // MD5 option present but not verified (Stop with a nil secret)
+	// AO counts segments carrying a TCP-AO option (TCP option 29), which
+	// tcpdump cannot verify: the kernel's TCPAO* counters and the peer's
+	// answer say whether the MAC was right.
+	AO           int
+	Unsigned     int // neither an MD5 nor a TCP-AO option
 	SYNs         int // SYN without ACK
 	SYNACKs      int // SYN with ACK
 	RSTs         int // RST set
-	UnsignedSYNs int // SYNs (without ACK) that carry no MD5 option
+	UnsignedSYNs int // SYNs (without ACK) that carry no MD5 and no TCP-AO option
 }
 
 func (s CaptureStats) String() string {
-	return fmt.Sprintf("segments %d: md5 valid %d, invalid %d, unchecked %d, unsigned %d; SYN %d (unsigned %d), SYN-ACK %d, RST %d",
-		s.Segments, s.Valid, s.Invalid, s.Unchecked, s.Unsigned, s.SYNs, s.UnsignedSYNs, s.SYNACKs, s.RSTs)
+	return fmt.Sprintf("segments %d: md5 valid %d, invalid %d, unchecked %d, tcp-ao %d, unsigned %d; SYN %d (unsigned %d), SYN-ACK %d, RST %d",
+		s.Segments, s.Valid, s.Invalid, s.Unchecked, s.AO, s.Unsigned, s.SYNs, s.UnsignedSYNs, s.SYNACKs, s.RSTs)
+}
+
+// Plus returns the sum of two summaries.
+func (s CaptureStats) Plus(o CaptureStats) CaptureStats {
+	return CaptureStats{
+		Segments: s.Segments + o.Segments, Valid: s.Valid + o.Valid, Invalid: s.Invalid + o.Invalid,
+		Unchecked: s.Unchecked + o.Unchecked, AO: s.AO + o.AO, Unsigned: s.Unsigned + o.Unsigned,
+		SYNs: s.SYNs + o.SYNs, SYNACKs: s.SYNACKs + o.SYNACKs, RSTs: s.RSTs + o.RSTs,
+		UnsignedSYNs: s.UnsignedSYNs + o.UnsignedSYNs,
+	}
 }
 
 // Stop stops tcpdump and analyses the capture, verifying signatures with
@@ -158,7 +173,8 @@ func (c *Capture) readBack(t testing.TB, caller string, secret []byte) []byte {
 	if bytes.IndexByte(secret, 0) >= 0 {
 		t.Fatalf("testnet: secret contains a NUL byte, which tcpdump -M cannot take")
 	}
-	args := []string{"-r", c.file, "-nn", "-vv"}
+	// -S: absolute sequence numbers, which a forged segment needs.
+	args := []string{"-r", c.file, "-nn", "-vv", "-S"}
 	if secret != nil {
 		args = append(args, "-M", string(secret))
 	}
@@ -175,29 +191,137 @@ func (c *Capture) readBack(t testing.TB, caller string, secret []byte) []byte {
 // that a test can tell which of a client's connections got an answer.
 func (c *Capture) AnalyzeByPort(t testing.TB, secret []byte) map[uint16]CaptureStats {
 	t.Helper()
-	out := c.readBack(t, "AnalyzeByPort", secret)
 	byPort := map[uint16]CaptureStats{}
-	for _, seg := range segments(bytes.NewReader(out)) {
-		m := portsRE.FindStringSubmatch(seg)
-		if m == nil {
-			continue
+	for _, f := range c.Flows(t, secret) {
+		peer := f.Src.Port()
+		if int(peer) == c.port {
+			peer = f.Dst.Port()
 		}
-		peer := m[1]
-		if peer == strconv.Itoa(c.port) {
-			peer = m[2]
-		}
-		n, err := strconv.ParseUint(peer, 10, 16)
-		if err != nil {
-			continue
-		}
-		st := byPort[uint16(n)]
-		st.add(seg)
-		byPort[uint16(n)] = st
+		byPort[peer] = byPort[peer].Plus(f.CaptureStats)
 	}
 	return byPort
 }
 
-var portsRE = regexp.MustCompile(`\S+\.(\d+) > \S+\.(\d+): Flags`)
+// AnalyzeDir is Analyze per direction: the segments sent to the captured
+// port (by its clients) and those sent from it (by the server), so that
+// a test can say "no SYN-ACK went back" of the server alone.
+func (c *Capture) AnalyzeDir(t testing.TB, secret []byte) (toPort, fromPort CaptureStats) {
+	t.Helper()
+	for _, f := range c.Flows(t, secret) {
+		if int(f.Dst.Port()) == c.port {
+			toPort = toPort.Plus(f.CaptureStats)
+		} else {
+			fromPort = fromPort.Plus(f.CaptureStats)
+		}
+	}
+	return toPort, fromPort
+}
+
+// Flow is one direction of one connection in a capture: what its sender
+// sent.
+type Flow struct {
+	Src, Dst netip.AddrPort
+	CaptureStats
+	// AOKeyIDs counts the segments carrying a TCP-AO option by its KeyID
+	// (the sender's SendID): which key signed them.
+	AOKeyIDs map[uint8]int
+	// NextSeq is the sequence number after the last one the sender used
+	// (SYN and FIN count one), LastAck its last acknowledgement number,
+	// both absolute; HaveSeq says whether a segment showed a sequence
+	// number at all. A forged RST in the receiver's window needs these.
+	NextSeq, LastAck uint32
+	HaveSeq          bool
+}
+
+// Flows reads the stopped capture back, like Analyze, and splits it by
+// direction and connection, in the order the flows first appear.
+func (c *Capture) Flows(t testing.TB, secret []byte) []*Flow {
+	t.Helper()
+	flows, err := parseFlows(bytes.NewReader(c.readBack(t, "Flows", secret)))
+	if err != nil {
+		t.Fatalf("testnet: capture: %v", err)
+	}
+	return flows
+}
+
+// parseFlows splits "tcpdump -r -nn -vv -S" output into flows.
+func parseFlows(r io.Reader) ([]*Flow, error) {
+	var flows []*Flow
+	index := map[[2]netip.AddrPort]*Flow{}
+	for _, text := range segments(r) {
+		m := portsRE.FindStringSubmatch(text)
+		if m == nil {
+			continue
+		}
+		src, err1 := parseAddrPort(m[1], m[2])
+		dst, err2 := parseAddrPort(m[3], m[4])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("cannot read the addresses of %q", text)
+		}
+		key := [2]netip.AddrPort{src, dst}
+		f := index[key]
+		if f == nil {
+			f = &Flow{Src: src, Dst: dst, AOKeyIDs: map[uint8]int{}}
+			index[key] = f
+			flows = append(flows, f)
+		}
+		f.add(text)
+	}
+	return flows, nil
+}
+
+func parseAddrPort(addr, port string) (netip.AddrPort, error) {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(a, uint16(p)), nil
+}
+
+var (
+	portsRE = regexp.MustCompile(`(\S+)\.(\d+) > (\S+)\.(\d+): Flags`)
+	seqRE   = regexp.MustCompile(`, seq (\d+)(?::(\d+))?,`)
+	ackRE   = regexp.MustCompile(`, ack (\d+),`)
+	aoKeyRE = regexp.MustCompile(`(?:^|,)tcp-ao keyid (\d+) rnextkeyid (\d+)`)
+)
+
+// add counts one segment of the flow and follows its sequence numbers.
+func (f *Flow) add(text string) {
+	m := flagsRE.FindStringSubmatch(text)
+	if m == nil {
+		return
+	}
+	f.CaptureStats.add(text)
+	if o := optionsRE.FindStringSubmatch(text); o != nil {
+		if k := aoKeyRE.FindStringSubmatch(o[1]); k != nil {
+			if id, err := strconv.ParseUint(k[1], 10, 8); err == nil {
+				f.AOKeyIDs[uint8(id)]++
+			}
+		}
+	}
+	if s := seqRE.FindStringSubmatch(text); s != nil {
+		end, _ := strconv.ParseUint(s[1], 10, 32)
+		if s[2] != "" {
+			end, _ = strconv.ParseUint(s[2], 10, 32)
+		}
+		if strings.ContainsAny(m[1], "SF") {
+			end++
+		}
+		// Later in sequence space (mod 2^32) than what was seen.
+		if !f.HaveSeq || int32(uint32(end)-f.NextSeq) > 0 {
+			f.NextSeq = uint32(end)
+		}
+		f.HaveSeq = true
+	}
+	if a := ackRE.FindStringSubmatch(text); a != nil {
+		n, _ := strconv.ParseUint(a[1], 10, 32)
+		f.LastAck = uint32(n)
+	}
+}
 
 // redact hides the secret should tcpdump ever echo it.
 func redact(out, secret []byte) []byte {
@@ -215,12 +339,14 @@ var (
 	md5ValidRE   = regexp.MustCompile(`(^|,)md5 valid(,|$)`)
 	md5InvalidRE = regexp.MustCompile(`(^|,)md5 +\(?invalid\)?(,|$)`)
 	md5AnyRE     = regexp.MustCompile(`(^|,)md5 `)
+	// tcpdump 4.99 prints option 29 as "tcp-ao keyid K rnextkeyid R mac 0x…".
+	aoAnyRE = regexp.MustCompile(`(^|,)tcp-ao`)
 )
 
 // parseTcpdump parses "tcpdump -r -nn -vv [-M secret]" output. With -vv a
 // segment takes two lines: the IP header line, which starts at column 0,
 // and an indented continuation with ports, Flags [...] and options [...].
-// The MD5 option is looked for only inside "options [...]".
+// The MD5 and TCP-AO options are looked for only inside "options [...]".
 func parseTcpdump(r io.Reader) CaptureStats {
 	var s CaptureStats
 	for _, seg := range segments(r) {
@@ -278,6 +404,8 @@ func (s *CaptureStats) add(text string) {
 		s.Invalid++
 	case md5AnyRE.MatchString(opts):
 		s.Unchecked++
+	case aoAnyRE.MatchString(opts):
+		s.AO++
 	default:
 		signed = false
 		s.Unsigned++

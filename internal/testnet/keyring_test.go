@@ -52,3 +52,46 @@ func TestListening(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyringAO: ao lists as the parser takes them, server and client
+// side, the IDs mirrored, keys from a file or inline.
+func TestKeyringAO(t *testing.T) {
+	dir := t.TempDir()
+	kf := filepath.Join(dir, "alice.key")
+	WriteFile(t, kf, "SECRET-alice")
+	alice := AOItem{Name: "alice", SendID: 101, RecvID: 1, KeyFile: kf}
+	bob := AOItem{Name: "bob", SendID: 102, RecvID: 2, Key: []byte("SECRET-bob"), Algorithm: "cmac(aes128)"}
+	kr := Keyring{
+		Peers: []Entry{AOPeer("0.0.0.0/0", alice, bob)},
+		Hosts: []Entry{AOHost("*", bob.Mirror(), alice.Mirror())},
+	}
+	want := `[peers."0.0.0.0/0"]
+ao = [
+  { name = "alice", send_id = 101, recv_id = 1, key_file = "` + kf + `" },
+  { name = "bob", send_id = 102, recv_id = 2, key = "SECRET-bob", algorithm = "cmac(aes128)" },
+]
+[hosts."*"]
+ao = [
+  { name = "bob", send_id = 2, recv_id = 102, key = "SECRET-bob", algorithm = "cmac(aes128)" },
+  { name = "alice", send_id = 1, recv_id = 101, key_file = "` + kf + `" },
+]
+`
+	if got := kr.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	path := filepath.Join(dir, "keyring.toml")
+	kr.Write(t, path)
+	got, err := keyring.Load(path, keyring.Both)
+	if err != nil {
+		t.Fatalf("the parser refuses what Keyring wrote: %v\n%s", err, kr)
+	}
+	if len(got.Peers) != 1 || len(got.Peers[0].AO) != 2 || len(got.Hosts) != 1 || len(got.Hosts[0].Keys) != 2 {
+		t.Fatalf("parsed %+v, want one peers entry with 2 TCP-AO keys and one hosts entry with 2", got)
+	}
+	if p := got.Peers[0].AO[0]; p.Name != "alice" || p.SendID != 101 || p.RecvID != 1 {
+		t.Errorf("peers: first key %+v, want alice (send_id 101, recv_id 1)", p.AO)
+	}
+	if h := got.Hosts[0].Keys[1]; h.AO == nil || h.AO.SendID != 1 || h.AO.RecvID != 101 || string(h.Secret) != "SECRET-alice" {
+		t.Errorf("hosts: second key %+v, want alice's mirrored (send_id 1, recv_id 101) from %s", h.AO, kf)
+	}
+}

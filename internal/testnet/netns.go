@@ -19,7 +19,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -290,24 +289,8 @@ func (ns *NS) Listen(t testing.TB, network, addr string, keys []md5.Key) *net.TC
 // peer without the right key. Anything else (a connection, a refusal) is
 // returned as an error that says what came back.
 func (ns *NS) Unanswered(dst string, secret []byte, timeout time.Duration) error {
-	d := net.Dialer{Timeout: timeout}
-	if secret != nil {
-		d.Control = md5.DialControl(md5.Secret(secret))
+	if secret == nil {
+		return ns.UnansweredKey(dst, nil, timeout)
 	}
-	var c net.Conn
-	err := ns.Do(func() error {
-		var err error
-		c, err = d.Dial("tcp", dst)
-		return err
-	})
-	var ne net.Error
-	switch {
-	case err == nil:
-		c.Close()
-		return fmt.Errorf("dial %s (signed: %v) was answered and connected; want no answer", dst, secret != nil)
-	case errors.As(err, &ne) && ne.Timeout():
-		return nil
-	default:
-		return fmt.Errorf("dial %s (signed: %v): %v; want no answer (a timeout), not an error", dst, secret != nil, err)
-	}
+	return ns.UnansweredKey(dst, &md5.Key{Secret: secret}, timeout)
 }

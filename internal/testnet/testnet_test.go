@@ -251,3 +251,41 @@ func TestParseTcpdump(t *testing.T) {
 		t.Errorf("got  %v\nwant %v", got, want)
 	}
 }
+
+func TestParseTcpdumpAO(t *testing.T) {
+	// tcpdump 4.99.3 -nn -vv -S on TCP-AO segments (made with scapy): a
+	// SYN with KeyID 1, the SYN-ACK with 101, a data segment, and an
+	// unsigned RST; one IPv6 SYN.
+	out := `12:32:17.381380 IP (tos 0x0, ttl 64, id 1, offset 0, flags [none], proto TCP (6), length 56)
+    10.0.0.1.1234 > 10.0.0.2.2222: Flags [S], cksum 0x0fdb (correct), seq 1000, win 8192, options [tcp-ao keyid 1 rnextkeyid 101 mac 0x000000000000000000000000], length 0
+12:32:17.381741 IP (tos 0x0, ttl 64, id 1, offset 0, flags [none], proto TCP (6), length 64)
+    10.0.0.2.2222 > 10.0.0.1.1234: Flags [S.], cksum 0x1d08 (correct), seq 5000, ack 1001, win 8192, options [mss 1460,tcp-ao keyid 101 rnextkeyid 1 mac 0x111111111111111111111111,nop,eol], length 0
+12:32:17.381800 IP (tos 0x0, ttl 64, id 2, offset 0, flags [none], proto TCP (6), length 80)
+    10.0.0.1.1234 > 10.0.0.2.2222: Flags [P.], cksum 0x1d08 (correct), seq 1001:1021, ack 5001, win 8192, options [tcp-ao keyid 1 rnextkeyid 101 mac 0x222222222222222222222222], length 20
+12:32:17.381900 IP (tos 0x0, ttl 64, id 3, offset 0, flags [none], proto TCP (6), length 40)
+    10.0.0.1.1234 > 10.0.0.2.2222: Flags [R], cksum 0x1d08 (correct), seq 1021, win 0, length 0
+12:32:17.382000 IP6 (flowlabel 0x12345, hlim 64, next-header TCP (6) payload length: 40) fd00::2.4321 > fd00::1.2222: Flags [S], cksum 0x1d08 (correct), seq 7, win 8192, options [tcp-ao keyid 9 rnextkeyid 109 mac 0x333333333333333333333333], length 0
+`
+	got := parseTcpdump(strings.NewReader(out))
+	want := CaptureStats{Segments: 5, AO: 4, Unsigned: 1, SYNs: 2, SYNACKs: 1, RSTs: 1}
+	if got != want {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+	flows, err := parseFlows(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(flows) != 3 {
+		t.Fatalf("%d flows, want 3", len(flows))
+	}
+	c2s, s2c, six := flows[0], flows[1], flows[2]
+	if c2s.Src.String() != "10.0.0.1:1234" || c2s.Segments != 3 || c2s.AOKeyIDs[1] != 2 || len(c2s.AOKeyIDs) != 1 || c2s.NextSeq != 1021 || c2s.LastAck != 5001 {
+		t.Errorf("client to server: %+v", c2s)
+	}
+	if s2c.Src.String() != "10.0.0.2:2222" || s2c.SYNACKs != 1 || s2c.AOKeyIDs[101] != 1 || s2c.NextSeq != 5001 {
+		t.Errorf("server to client: %+v", s2c)
+	}
+	if six.Src.String() != "[fd00::2]:4321" || six.AOKeyIDs[9] != 1 || six.NextSeq != 8 {
+		t.Errorf("IPv6: %+v", six)
+	}
+}
