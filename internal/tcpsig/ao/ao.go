@@ -159,9 +159,9 @@ func (backend) Delete(s tcpsig.Socket, k tcpsig.Key) error {
 
 // Keys reads back every TCP-AO key on the socket, secrets included. The
 // kernel reports no name, so AO.Name is empty. A cmac(aes128) key whose
-// secret is not 16 bytes comes back as the 16-byte key the kernel derived
-// from it (RFC 5926's KDF), so Reconcile sees it as changed and sets it
-// again.
+// secret is not 16 bytes comes back with the secret it was set with when
+// this process set it, else as the 16-byte key the kernel derived from it
+// (RFC 5926's KDF), which Reconcile then replaces once (see cmackeys.go).
 func (backend) Keys(s tcpsig.Socket) ([]tcpsig.Key, error) { return keys(s) }
 
 // Uncovered is nil when the socket is sealed (ao_required): then no peer
@@ -244,6 +244,9 @@ func add(s tcpsig.Socket, k tcpsig.Key, current bool) error {
 	b := c.encode()
 	err := setsockopt(s.FD, optAddKey, b)
 	clear(b)
+	if err == nil {
+		noteSet(s.FD, k, true)
+	}
 	return err
 }
 
@@ -264,7 +267,11 @@ func del(s tcpsig.Socket, k tcpsig.Key) error {
 	if l, err := unix.GetsockoptInt(s.FD, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && l == 1 {
 		c.delAsync = true
 	}
-	return setsockopt(s.FD, optDelKey, c.encode())
+	err := setsockopt(s.FD, optDelKey, c.encode())
+	if err == nil {
+		noteSet(s.FD, k, false)
+	}
+	return err
 }
 
 // maxKeys bounds the read-back buffer: the kernel allows at most 256 keys
@@ -302,6 +309,7 @@ func keys(s tcpsig.Socket) ([]tcpsig.Key, error) {
 			out = append(out, k)
 		}
 		clear(b)
+		underive(s.FD, out)
 		return out, nil
 	}
 }

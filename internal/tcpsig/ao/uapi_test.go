@@ -56,7 +56,7 @@ func TestLayoutAdd(t *testing.T) {
 	want := map[int]byte{
 		0: 2, 4: 192, 6: 2, // sockaddr_in: family AF_INET, address
 		192: 4, 193: 3, 194: 2, 195: 1, // ifindex
-		196: 2,                     // set_rnext is bit 1
+		196: 2,                    // set_rnext is bit 1
 		202: 24, 203: 101, 204: 1, // prefix, sndid, rcvid
 		205: 12, 206: 1, 207: 2, // maclen, keyflags, keylen
 		208: 0xaa, 209: 0xbb, // key
