@@ -64,12 +64,17 @@ func (n *aoNet) addr() string { return netip.AddrPortFrom(n.link.AddrA4, aoPort)
 // sealed) before bind and listen by tcpsig.ListenControl.
 func (n *aoNet) listen(t *testing.T, keys []tcpsig.Key) (*net.TCPListener, tcpsig.Socket) {
 	t.Helper()
+	return n.listenOn(t, "tcp4", fmt.Sprintf("0.0.0.0:%d", aoPort), keys)
+}
+
+func (n *aoNet) listenOn(t *testing.T, network, addr string, keys []tcpsig.Key) (*net.TCPListener, tcpsig.Socket) {
+	t.Helper()
 	var ln net.Listener
 	err := n.server.Do(func() error {
 		lc := net.ListenConfig{Control: tcpsig.ListenControl(ao.Backend, keys)}
 		lc.SetMultipathTCP(false)
 		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", fmt.Sprintf("0.0.0.0:%d", aoPort))
+		ln, err = lc.Listen(context.Background(), network, addr)
 		return err
 	})
 	if err != nil {
@@ -85,7 +90,9 @@ func (n *aoNet) listen(t *testing.T, keys []tcpsig.Key) (*net.TCPListener, tcpsi
 }
 
 // dial connects from the client namespace with k (nil: unsigned).
-func (n *aoNet) dial(k *tcpsig.Key) (net.Conn, error) {
+func (n *aoNet) dial(k *tcpsig.Key) (net.Conn, error) { return n.dialTo(n.addr(), k) }
+
+func (n *aoNet) dialTo(addr string, k *tcpsig.Key) (net.Conn, error) {
 	d := net.Dialer{Timeout: 3 * time.Second}
 	if k != nil {
 		d.Control = ao.Backend.DialControl(*k)
@@ -93,7 +100,7 @@ func (n *aoNet) dial(k *tcpsig.Key) (net.Conn, error) {
 	var c net.Conn
 	err := n.client.Do(func() error {
 		var err error
-		c, err = d.Dial("tcp4", n.addr())
+		c, err = d.Dial("tcp", addr)
 		return err
 	})
 	return c, err
@@ -116,6 +123,11 @@ func (n *aoNet) counters(t *testing.T) ao.Counters {
 // connection and that ao.Current on the accepted socket names k's IDs.
 func (n *aoNet) expectIn(t *testing.T, what string, ln *net.TCPListener, k tcpsig.Key) {
 	t.Helper()
+	n.expectInAt(t, what, n.addr(), ln, k)
+}
+
+func (n *aoNet) expectInAt(t *testing.T, what, addr string, ln *net.TCPListener, k tcpsig.Key) {
+	t.Helper()
 	type got struct {
 		send, recv uint8
 		err        error
@@ -136,7 +148,7 @@ func (n *aoNet) expectIn(t *testing.T, what string, ln *net.TCPListener, k tcpsi
 		ch <- g
 	}()
 	ck := client(k)
-	c, err := n.dial(&ck)
+	c, err := n.dialTo(addr, &ck)
 	if err != nil {
 		ln.SetDeadline(time.Now()) // end the Accept
 		<-ch
@@ -240,6 +252,12 @@ func TestAOKeysRoundTrip(t *testing.T) {
 		t.Errorf("a /32 key reusing alice's send_id: %v, want EEXIST", err)
 	}
 
+	lo := aoKey("lo", anyV4, 120, 20, tcpsig.AOHMACSHA256)
+	lo.Ifindex = 1 // lo: not a VRF
+	if err := b.Set(s, lo); !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "interface lo (index 1) is not an L3 master device (VRF)") {
+		t.Errorf("a key bound to lo: %v, want EINVAL saying lo is not a VRF", err)
+	}
+
 	if err := b.Delete(s, bob); err != nil {
 		t.Fatalf("deleting bob's key: %v", err)
 	}
@@ -260,6 +278,53 @@ func TestAOKeysRoundTrip(t *testing.T) {
 	}
 	have, _ = b.Keys(s)
 	sameKeys(t, "after replacing alice's secret", have, []tcpsig.Key{alice2})
+}
+
+// TestAODualStack: an IPv6 socket that takes IPv4 peers holds IPv6 keys
+// and IPv4 ones (as v4-mapped addresses) and reads the latter back as
+// IPv4; an IPv4 catch-all, which the kernel cannot hold there, is refused
+// with the way out.
+func TestAODualStack(t *testing.T) {
+	n := newAONet(t)
+	v6 := aoKey("alice", netip.MustParsePrefix("::/0"), 101, 1, tcpsig.AOHMACSHA256)
+	v4 := aoKey("alice", netip.PrefixFrom(n.link.AddrB4, 24).Masked(), 101, 1, tcpsig.AOHMACSHA256)
+	ln, s := n.listenOn(t, "tcp", fmt.Sprintf("[::]:%d", aoPort), []tcpsig.Key{v6, v4})
+	if !s.Takes4 || !s.Takes6 {
+		t.Fatalf("the [::] listener takes %s peers, want both", s.Families())
+	}
+	have, err := ao.Backend.Keys(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameKeys(t, "dual-stack", have, []tcpsig.Key{v6, v4})
+	n.expectInAt(t, "IPv6 client", netip.AddrPortFrom(n.link.AddrA6, aoPort).String(), ln, v6)
+	n.expectInAt(t, "IPv4 client", netip.AddrPortFrom(n.link.AddrA4, aoPort).String(), ln, v4)
+	all4 := aoKey("bob", anyV4, 102, 2, tcpsig.AOHMACSHA256)
+	if err := ao.Backend.Set(s, all4); err == nil || !strings.Contains(err.Error(), "listen on an IPv4 address (0.0.0.0)") {
+		t.Errorf("an IPv4 catch-all on a dual-stack socket: %v, want a refusal that says to listen on 0.0.0.0", err)
+	}
+}
+
+// TestAOOptmem: keys past net.core.optmem_max fail with the sysctl named.
+func TestAOOptmem(t *testing.T) {
+	n := newAONet(t)
+	n.server.Run(t, "sysctl", "-qw", "net.core.optmem_max=4096")
+	_, s := n.listen(t, nil)
+	var err error
+	// In the namespace, as the shim runs: the message reads its
+	// optmem_max.
+	n.server.Do(func() error {
+		for i := range 200 {
+			if err = ao.Backend.Set(s, aoKey("u", anyV4, uint8(i), uint8(i), tcpsig.AOHMACSHA256)); err != nil {
+				t.Logf("key %d: %v", i+1, err)
+				break
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, unix.ENOMEM) || !strings.Contains(err.Error(), "net.core.optmem_max (4096 bytes)") {
+		t.Errorf("keys past optmem_max 4096: %v, want ENOMEM naming net.core.optmem_max and its value", err)
+	}
 }
 
 // TestAOSeal: ao_required works on a socket without keys, and a sealed
