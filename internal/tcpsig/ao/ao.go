@@ -91,12 +91,12 @@ func Current(fd int) (sendID, recvID uint8, err error) {
 	getReq{nkeys: 1, rnext: true}.encode(b)
 	if err := getsockopt(fd, optGetKeys, b, sizeofGet); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return 0, 0, fmt.Errorf("socket %d: the connection is not signed with TCP-AO", fd)
+			return 0, 0, fmt.Errorf("socket %d: the connection is not signed with TCP-AO (%w)", fd, err)
 		}
 		return 0, 0, fmt.Errorf("socket %d: reading its TCP-AO key: %w", fd, explain(err, nil))
 	}
 	if nkeysOf(b) == 0 {
-		return 0, 0, fmt.Errorf("socket %d: the connection has TCP-AO state but no key names it (not established?)", fd)
+		return 0, 0, fmt.Errorf("socket %d: the connection has TCP-AO state but no key signs it (not established?): %w", fd, unix.ENOENT)
 	}
 	g := decodeGot(b)
 	return g.sndID, g.rcvID, nil
