@@ -373,7 +373,7 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 			if sealed || len(aoKeys) > 0 {
 				l.Backend, keys = "TCP-AO", aoKeys
 			}
-		case !ao.NoKey(err) && !errors.Is(err, ao.ErrNoKernel):
+		case !ao.NoKey(err):
 			l.Error = err.Error()
 			return l, true
 		}
