@@ -355,6 +355,19 @@ func TestAOSeal(t *testing.T) {
 	} else {
 		c.Close()
 	}
+	// The unsigned connection has no key: ao.Current says so in the way
+	// ao.NoKey recognises.
+	if a, err := ln.(*net.TCPListener).AcceptTCP(); err != nil {
+		t.Fatal(err)
+	} else {
+		rc, _ := a.SyscallConn()
+		var cerr error
+		rc.Control(func(fd uintptr) { _, _, cerr = ao.Current(int(fd)) })
+		if !ao.NoKey(cerr) {
+			t.Errorf("ao.Current on an unsigned connection: %v, want an error ao.NoKey takes for no key", cerr)
+		}
+		a.Close()
+	}
 	if err := ao.Backend.Seal(s); err != nil {
 		t.Fatalf("sealing a listener with no keys: %v", err)
 	}
