@@ -3,13 +3,9 @@
 package testnet
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,90 +16,23 @@ import (
 
 // AOCounters are the TcpExt TCPAO* counters of one namespace: the
 // kernel's own account of the TCP-AO segments it took and dropped.
-type AOCounters struct {
-	Good         uint64 // TCPAOGood: MAC verified
-	Bad          uint64 // TCPAOBad: MAC wrong (a wrong secret)
-	KeyNotFound  uint64 // TCPAOKeyNotFound: a KeyID no key of ours receives
-	Required     uint64 // TCPAORequired: no TCP-AO option where one is required
-	DroppedIcmps uint64 // TCPAODroppedIcmps
-}
-
-// Sub returns the increase from old to c.
-func (c AOCounters) Sub(old AOCounters) AOCounters {
-	return AOCounters{c.Good - old.Good, c.Bad - old.Bad, c.KeyNotFound - old.KeyNotFound,
-		c.Required - old.Required, c.DroppedIcmps - old.DroppedIcmps}
-}
-
-func (c AOCounters) String() string {
-	return fmt.Sprintf("TCPAOGood %d, TCPAOBad %d, TCPAOKeyNotFound %d, TCPAORequired %d, TCPAODroppedIcmps %d",
-		c.Good, c.Bad, c.KeyNotFound, c.Required, c.DroppedIcmps)
-}
+type AOCounters = ao.Counters
 
 // AOCounters reads the namespace's TCPAO* counters as seen from inside
-// it. A kernel without CONFIG_TCP_AO has none, which fails the test.
+// it. A kernel without TCP-AO has none, which fails the test.
 func (ns *NS) AOCounters(t testing.TB) AOCounters {
 	t.Helper()
-	var ext map[string]uint64
+	var c AOCounters
 	err := ns.Do(func() error {
-		var err error
 		// thread-self: see MD5Counters.
-		ext, err = readTcpExt("/proc/thread-self/net/netstat")
+		var err error
+		c, err = ao.ReadCountersAt("/proc/thread-self/net/netstat")
 		return err
 	})
 	if err != nil {
 		t.Fatalf("testnet: TCP-AO counters of %s: %v", ns.Name, err)
 	}
-	var c AOCounters
-	for name, p := range map[string]*uint64{
-		"TCPAOGood": &c.Good, "TCPAOBad": &c.Bad, "TCPAOKeyNotFound": &c.KeyNotFound,
-		"TCPAORequired": &c.Required, "TCPAODroppedIcmps": &c.DroppedIcmps,
-	} {
-		v, ok := ext[name]
-		if !ok {
-			t.Fatalf("testnet: %s has no TcpExt %s: a kernel without CONFIG_TCP_AO?", ns.Name, name)
-		}
-		*p = v
-	}
 	return c
-}
-
-// readTcpExt reads every TcpExt counter of a netstat file: a line of
-// names, then a line of values.
-func readTcpExt(path string) (map[string]uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var names []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 || fields[0] != "TcpExt:" {
-			continue
-		}
-		if names == nil {
-			names = fields[1:]
-			continue
-		}
-		if len(fields)-1 != len(names) {
-			return nil, fmt.Errorf("%s: %d TcpExt names but %d values", path, len(names), len(fields)-1)
-		}
-		out := make(map[string]uint64, len(names))
-		for i, v := range fields[1:] {
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", path, names[i], err)
-			}
-			out[names[i]] = n
-		}
-		return out, nil
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return nil, fmt.Errorf("%s: no TcpExt counters", path)
 }
 
 // DialKey connects to dst (host:port) from the namespace, signed with k:

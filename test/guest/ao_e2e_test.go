@@ -110,11 +110,16 @@ func (l *aoLab) writeServer(v6 bool, users ...*aoUser) {
 	kr.Write(l.t, l.skr)
 }
 
-// start writes the server keyring and starts the shim on listen.
-func (l *aoLab) start(listen string, v6 bool, users ...*aoUser) {
+// start writes the server keyring and starts the shim on the listen
+// addresses.
+func (l *aoLab) start(listen []string, v6 bool, users ...*aoUser) {
 	l.t.Helper()
 	l.writeServer(v6, users...)
-	l.shim = startShim(l.t, l.server, nil, append([]string{"-k", l.skr, "-l", listen, "--"}, l.sshd.InetdArgs()...)...)
+	args := []string{"-k", l.skr}
+	for _, a := range listen {
+		args = append(args, "-l", a)
+	}
+	l.shim = startShim(l.t, l.server, nil, append(append(args, "--"), l.sshd.InetdArgs()...)...)
 	l.shim.Secrets = func() [][]byte { return l.secrets }
 	l.shim.waitLog(`serving`)
 }
@@ -225,10 +230,10 @@ func modeName(fdpass bool) string {
 // every segment of the login carries TCP-AO, the client's with the
 // user's KeyID and the server's with the server's SendID for that user;
 // the shim names the user's key for the connection the capture saw.
-func TestAOTwoUsers(t *testing.T) {
+func TestAOE2ETwoUsers(t *testing.T) {
 	l := newAOLab(t)
 	alice, bob := l.user("alice", 101, 1), l.user("bob", 102, 2)
-	l.start(l.addr4(), false, alice, bob)
+	l.start([]string{l.addr4()}, false, alice, bob)
 	for _, fdpass := range []bool{false, true} {
 		for _, u := range []*aoUser{alice, bob} {
 			other := bob
@@ -243,7 +248,7 @@ func TestAOTwoUsers(t *testing.T) {
 			d := l.server.AOCounters(t).Sub(before)
 			flows := capt.Flows(t, nil)
 			what := fmt.Sprintf("%s, %s", u.Name, modeName(fdpass))
-			t.Logf("%s: wire %s; server %s; shim: %s", what, st, d, l.lastPeer(u))
+			t.Logf("%s: wire %s; server %+v; shim: %s", what, st, d, l.lastPeer(u))
 			if got := l.count(u) - nu; got != 1 {
 				t.Errorf("%s: the shim logged %d connection(s) signed with %s, want 1\n%s", what, got, u, l.log())
 			}
@@ -268,7 +273,7 @@ func TestAOTwoUsers(t *testing.T) {
 				}
 			}
 			if d.Good == 0 || d.Bad+d.KeyNotFound+d.Required != 0 {
-				t.Errorf("%s: server counters %s, want only TCPAOGood counting", what, d)
+				t.Errorf("%s: server counters %+v, want only TCPAOGood counting", what, d)
 			}
 		}
 	}
@@ -287,7 +292,7 @@ func (l *aoLab) refused(what string, k *tcpsig.Key, counter func(testnet.AOCount
 	capt.Stop(t, nil)
 	to, from := capt.AnalyzeDir(t, nil)
 	d := l.server.AOCounters(t).Sub(before)
-	t.Logf("%s: to the port %s; from it %s; server %s", what, to, from, d)
+	t.Logf("%s: to the port %s; from it %s; server %+v", what, to, from, d)
 	if err != nil {
 		t.Errorf("%s: %v", what, err)
 	}
@@ -298,7 +303,7 @@ func (l *aoLab) refused(what string, k *tcpsig.Key, counter func(testnet.AOCount
 		t.Errorf("%s: want the client's SYNs with TCP-AO, got %s", what, to)
 	}
 	if counter(d) == 0 {
-		t.Errorf("%s: the server's kernel dropped it without counting it where expected: %s", what, d)
+		t.Errorf("%s: the server's kernel dropped it without counting it where expected: %+v", what, d)
 	}
 	if n := strings.Count(l.shim.Log(), "connection from"); n != logged {
 		t.Errorf("%s: the shim logged a connection", what)
@@ -309,21 +314,21 @@ func (l *aoLab) refused(what string, k *tcpsig.Key, counter func(testnet.AOCount
 // key for (TCPAOKeyNotFound) and an unsigned client (TCPAORequired) get
 // no answer; so does real ssh through the proxy with a wrong secret,
 // which fails closed.
-func TestAORefused(t *testing.T) {
+func TestAOE2ERefused(t *testing.T) {
 	l := newAOLab(t)
 	alice, bob := l.user("alice", 101, 1), l.user("bob", 102, 2)
-	l.start(l.addr4(), false, alice, bob)
+	l.start([]string{l.addr4()}, false, alice, bob)
 
 	wrong := alice.dialKey()
 	wrong.Secret = testnet.NewSecret()
 	l.secrets = append(l.secrets, wrong.Secret)
-	l.refused("wrong secret", wrong, func(c testnet.AOCounters) uint64 { return c.Bad })
+	l.refused("wrong secret", wrong, bad)
 
 	unknown := alice.dialKey()
 	unknown.AO.SendID, unknown.AO.RecvID = 9, 109 // the server has no recv_id 9
-	l.refused("unknown KeyID 9", unknown, func(c testnet.AOCounters) uint64 { return c.KeyNotFound })
+	l.refused("unknown KeyID 9", unknown, notFound)
 
-	l.refused("unsigned", nil, func(c testnet.AOCounters) uint64 { return c.Required })
+	l.refused("unsigned", nil, required)
 
 	// The whole client, with a key file holding the wrong secret.
 	mallory := l.user("alice", 101, 1) // alice's IDs, another secret
@@ -334,12 +339,12 @@ func TestAORefused(t *testing.T) {
 	capt.Stop(t, nil)
 	to, from := capt.AnalyzeDir(t, nil)
 	d := l.server.AOCounters(t).Sub(before)
-	t.Logf("ssh with a wrong secret: %v, %q; to the port %s; from it %s; server %s", err, strings.TrimSpace(out), to, from, d)
+	t.Logf("ssh with a wrong secret: %v, %q; to the port %s; from it %s; server %+v", err, strings.TrimSpace(out), to, from, d)
 	if err == nil || strings.Contains(out, "must-not-run") {
 		t.Errorf("ssh with a wrong secret logged in: %v\n%s", err, out)
 	}
 	if from.Segments != 0 || to.SYNs == 0 || to.AO != to.Segments || d.Bad == 0 {
-		t.Errorf("ssh with a wrong secret: want signed SYNs, no answer and TCPAOBad counting; got to %s, from %s, %s", to, from, d)
+		t.Errorf("ssh with a wrong secret: want signed SYNs, no answer and TCPAOBad counting; got to %s, from %s, %+v", to, from, d)
 	}
 	// And the rightful users still get in.
 	l.login("alice after the refusals", l.clientKeyring("alice", alice), false)
@@ -349,10 +354,10 @@ func TestAORefused(t *testing.T) {
 // SIGHUP his open sessions end (copy and fdpass alike), his next login
 // gets no answer, and alice's open session carries on while her new
 // logins work.
-func TestAORevoke(t *testing.T) {
+func TestAOE2ERevoke(t *testing.T) {
 	l := newAOLab(t)
 	alice, bob := l.user("alice", 101, 1), l.user("bob", 102, 2)
-	l.start(l.addr4(), false, alice, bob)
+	l.start([]string{l.addr4()}, false, alice, bob)
 	ackr, bckr := l.clientKeyring("alice", alice), l.clientKeyring("bob", bob)
 	as := l.session(ackr, false)
 	bcopy, bfd := l.session(bckr, false), l.session(bckr, true)
@@ -387,11 +392,11 @@ func TestAORevoke(t *testing.T) {
 	before := l.server.AOCounters(t)
 	out, err := l.ssh(bckr, false, "3", "must-not-run")
 	d := l.server.AOCounters(t).Sub(before)
-	t.Logf("bob's login after revocation: %v, %q; server %s", err, strings.TrimSpace(out), d)
+	t.Logf("bob's login after revocation: %v, %q; server %+v", err, strings.TrimSpace(out), d)
 	if err == nil || strings.Contains(out, "must-not-run") {
 		t.Errorf("bob logged in after his key was revoked: %v\n%s", err, out)
 	}
-	l.refused("bob, revoked", bob.dialKey(), func(c testnet.AOCounters) uint64 { return c.KeyNotFound })
+	l.refused("bob, revoked", bob.dialKey(), notFound)
 	if err := as.Echo("alice-at-the-end", 30*time.Second); err != nil {
 		t.Errorf("alice's open session at the end: %v", err)
 	}
@@ -401,10 +406,10 @@ func TestAORevoke(t *testing.T) {
 // open. The server holds both; her client switches to [new, old]; twenty
 // logins run while the server drops the old key. All of them succeed,
 // the session opened with the old key lives on, nothing is revoked.
-func TestAORollover(t *testing.T) {
+func TestAOE2ERollover(t *testing.T) {
 	l := newAOLab(t)
 	old, next := l.user("alice", 101, 1), l.user("alice", 103, 3)
-	l.start(l.addr4(), false, old, next)
+	l.start([]string{l.addr4()}, false, old, next)
 	ckr := l.clientKeyring("alice", old)
 	sess := l.session(ckr, false)
 	if n := l.count(old); n != 1 {
@@ -436,7 +441,7 @@ func TestAORollover(t *testing.T) {
 	if strings.Contains(l.shim.Log(), "revoked") {
 		t.Errorf("a rollover revoked a session:\n%s", l.log())
 	}
-	l.refused("the old key, dropped", old.dialKey(), func(c testnet.AOCounters) uint64 { return c.KeyNotFound })
+	l.refused("the old key, dropped", old.dialKey(), notFound)
 	if err := sess.Echo("old-key-session-at-the-end", 30*time.Second); err != nil {
 		t.Errorf("the old key's session at the end: %v", err)
 	}
@@ -446,10 +451,10 @@ func TestAORollover(t *testing.T) {
 // third user, with signed connections after every one and full logins
 // after every tenth. Every reload applies, every connection gets in,
 // the shim lives.
-func TestAOReloadStorm(t *testing.T) {
+func TestAOE2EReloadStorm(t *testing.T) {
 	l := newAOLab(t)
 	alice, bob, carol := l.user("alice", 101, 1), l.user("bob", 102, 2), l.user("carol", 104, 4)
-	l.start(l.addr4(), false, alice, bob)
+	l.start([]string{l.addr4()}, false, alice, bob)
 	ackr, cckr := l.clientKeyring("alice", alice), l.clientKeyring("carol", carol)
 	const reloads = 50
 	conns, logins := 0, 0
@@ -486,7 +491,7 @@ func TestAOReloadStorm(t *testing.T) {
 	if n != reloads || l.shim.Exited() {
 		t.Errorf("want %d reloads applied and the shim running", reloads)
 	}
-	l.refused("carol, removed by the last reload", carol.dialKey(), func(c testnet.AOCounters) uint64 { return c.KeyNotFound })
+	l.refused("carol, removed by the last reload", carol.dialKey(), notFound)
 }
 
 // TestAOSpoofedRST: a RST forged with the client's address and port and
@@ -494,11 +499,11 @@ func TestAOReloadStorm(t *testing.T) {
 // ssh session (the control, so the forgery is known to work) but not a
 // TCP-AO one: the server's kernel drops it (TCPAORequired) and the
 // session carries on.
-func TestAOSpoofedRST(t *testing.T) {
+func TestAOE2ESpoofedRST(t *testing.T) {
 	const plainPort = 2022
 	l := newAOLab(t)
 	alice := l.user("alice", 101, 1)
-	l.start(l.addr4(), false, alice)
+	l.start([]string{l.addr4()}, false, alice)
 	ln := l.server.Listen(t, "tcp4", fmt.Sprintf("0.0.0.0:%d", plainPort), nil)
 	testnet.ServeInetd(t, ln, l.sshd.InetdArgs())
 
@@ -548,12 +553,12 @@ func TestAOSpoofedRST(t *testing.T) {
 			echoErr := sess.Echo("after-rst", 30*time.Second)
 			st := capt.Stop(t, nil)
 			d := l.server.AOCounters(t).Sub(before)
-			t.Logf("%s: RST at seq %d from %s; after it the session: %v; server wire %s; server %s", tg.name, c2s.NextSeq, c2s.Src, errOrOK(echoErr), st, d)
+			t.Logf("%s: RST at seq %d from %s; after it the session: %v; server wire %s; server %+v", tg.name, c2s.NextSeq, c2s.Src, errOrOK(echoErr), st, d)
 			if echoErr != nil {
 				t.Errorf("%s: the session did not survive the spoofed RST: %v\n%s", tg.name, echoErr, sess.Stderr)
 			}
 			if d.Required == 0 {
-				t.Errorf("%s: server TCPAORequired did not count the RST: %s", tg.name, d)
+				t.Errorf("%s: server TCPAORequired did not count the RST: %+v", tg.name, d)
 			}
 			if st.RSTs != 1 || st.Unsigned != 1 || st.AO != st.Segments-1 || st.AO == 0 {
 				t.Errorf("%s: server wire: want the one forged RST unsigned and every other segment TCP-AO, got %s", tg.name, st)
@@ -588,10 +593,10 @@ func errOrOK(err error) string {
 // ACK get nothing back, not even the RST of a closed port, and the
 // server's TCPAORequired counts them; signed clients of both families
 // get in.
-func TestAOSealedListener(t *testing.T) {
+func TestAOE2ESealedListener(t *testing.T) {
 	l := newAOLab(t)
 	alice := l.user("alice", 101, 1)
-	l.start(fmt.Sprintf("[::]:%d", port), true, alice)
+	l.start([]string{fmt.Sprintf("0.0.0.0:%d", port), fmt.Sprintf("[::]:%d", port)}, true, alice)
 	dst6 := netip.AddrPortFrom(l.link.AddrA6, port).String()
 	for _, p := range []struct{ what, dst string }{{"IPv4", l.addr4()}, {"IPv6", dst6}} {
 		before := l.server.AOCounters(t)
@@ -600,7 +605,7 @@ func TestAOSealedListener(t *testing.T) {
 		capt.Stop(t, nil)
 		to, from := capt.AnalyzeDir(t, nil)
 		d := l.server.AOCounters(t).Sub(before)
-		t.Logf("unsigned SYN over %s: to the port %s; from it %s; server %s", p.what, to, from, d)
+		t.Logf("unsigned SYN over %s: to the port %s; from it %s; server %+v", p.what, to, from, d)
 		if err != nil || from.Segments != 0 || to.UnsignedSYNs == 0 || d.Required == 0 {
 			t.Errorf("unsigned SYN over %s: %v; want no answer at all and TCPAORequired counting", p.what, err)
 		}
@@ -619,7 +624,7 @@ func TestAOSealedListener(t *testing.T) {
 	capt.Stop(t, nil)
 	to, from := capt.AnalyzeDir(t, nil)
 	d := l.server.AOCounters(t).Sub(before)
-	t.Logf("unsigned ACK: to the port %s; from it %s; server %s", to, from, d)
+	t.Logf("unsigned ACK: to the port %s; from it %s; server %+v", to, from, d)
 	if from.Segments != 0 || d.Required == 0 {
 		t.Errorf("unsigned ACK: want no answer and TCPAORequired counting")
 	}
