@@ -26,33 +26,33 @@ import (
 // (tcpdump: TCP option 29 on every segment, the KeyIDs, SYN-ACKs) and the
 // shim's log naming the key of each connection.
 
-// aoUser is one user's key as the server's [peers] ao list holds it:
+// e2eUser is one user's key as the server's [peers] ao list holds it:
 // SendID is the server's, RecvID the KeyID the user's segments carry.
-type aoUser struct {
+type e2eUser struct {
 	testnet.AOItem
 	secret []byte
 }
 
 // dialKey is the key the user's client signs with: the IDs mirrored.
-func (u *aoUser) dialKey() *tcpsig.Key {
+func (u *e2eUser) dialKey() *tcpsig.Key {
 	return &tcpsig.Key{Secret: u.secret, AO: &tcpsig.AO{Name: u.Name, SendID: u.RecvID, RecvID: u.SendID,
 		Algorithm: tcpsig.AODefaultAlgorithm, MACLen: tcpsig.AODefaultMACLen}}
 }
 
 // logRE matches the shim's line for a connection signed with u's key;
 // the first group is the peer's address and port.
-func (u *aoUser) logRE() *regexp.Regexp {
+func (u *e2eUser) logRE() *regexp.Regexp {
 	return regexp.MustCompile(fmt.Sprintf(`connection from (\S+) \(peers [^,]+, TCP-AO key %s [^ ]+ \(send_id %d, recv_id %d\)\) -> sshd pid \d+`,
 		regexp.QuoteMeta(u.Name), u.SendID, u.RecvID))
 }
 
-func (u *aoUser) String() string {
+func (u *e2eUser) String() string {
 	return fmt.Sprintf("%s (server send_id %d, recv_id %d)", u.Name, u.SendID, u.RecvID)
 }
 
-// aoLab is a server and a client namespace on one veth pair, the server
+// e2eLab is a server and a client namespace on one veth pair, the server
 // running sshd-md5-socket with a TCP-AO keyring.
-type aoLab struct {
+type e2eLab struct {
 	t              *testing.T
 	server, client *testnet.NS
 	link           *testnet.Link
@@ -65,9 +65,9 @@ type aoLab struct {
 	reloads        int
 }
 
-func newAOLab(t *testing.T) *aoLab {
+func newE2ELab(t *testing.T) *e2eLab {
 	t.Helper()
-	l := &aoLab{t: t, dir: t.TempDir()}
+	l := &e2eLab{t: t, dir: t.TempDir()}
 	l.server, l.client = testnet.NewNS(t, "srv"), testnet.NewNS(t, "cli")
 	l.link = testnet.Connect(t, l.server, l.client)
 	l.sshd = testnet.NewSSHD(t)
@@ -77,9 +77,9 @@ func newAOLab(t *testing.T) *aoLab {
 }
 
 // user makes a key for name with the server's IDs, in a key file.
-func (l *aoLab) user(name string, sendID, recvID uint8) *aoUser {
+func (l *e2eLab) user(name string, sendID, recvID uint8) *e2eUser {
 	l.t.Helper()
-	u := &aoUser{secret: testnet.NewSecret()}
+	u := &e2eUser{secret: testnet.NewSecret()}
 	l.secrets = append(l.secrets, u.secret)
 	file := filepath.Join(l.dir, fmt.Sprintf("%s-%d-%d.key", name, sendID, recvID))
 	testnet.WriteFile(l.t, file, string(u.secret))
@@ -87,7 +87,7 @@ func (l *aoLab) user(name string, sendID, recvID uint8) *aoUser {
 	return u
 }
 
-func items(users []*aoUser, mirror bool) []testnet.AOItem {
+func items(users []*e2eUser, mirror bool) []testnet.AOItem {
 	var out []testnet.AOItem
 	for _, u := range users {
 		if mirror {
@@ -101,7 +101,7 @@ func items(users []*aoUser, mirror bool) []testnet.AOItem {
 
 // writeServer (re)writes the server keyring: every IPv4 peer signs with
 // one of users' keys (and every IPv6 peer, with v6).
-func (l *aoLab) writeServer(v6 bool, users ...*aoUser) {
+func (l *e2eLab) writeServer(v6 bool, users ...*e2eUser) {
 	l.t.Helper()
 	kr := testnet.Keyring{Peers: []testnet.Entry{testnet.AOPeer("0.0.0.0/0", items(users, false)...)}}
 	if v6 {
@@ -112,7 +112,7 @@ func (l *aoLab) writeServer(v6 bool, users ...*aoUser) {
 
 // start writes the server keyring and starts the shim on the listen
 // addresses.
-func (l *aoLab) start(listen []string, v6 bool, users ...*aoUser) {
+func (l *e2eLab) start(listen []string, v6 bool, users ...*e2eUser) {
 	l.t.Helper()
 	l.writeServer(v6, users...)
 	args := []string{"-k", l.skr}
@@ -125,7 +125,7 @@ func (l *aoLab) start(listen []string, v6 bool, users ...*aoUser) {
 }
 
 // reload sends the shim SIGHUP and waits for that reload to be applied.
-func (l *aoLab) reload() {
+func (l *e2eLab) reload() {
 	l.t.Helper()
 	l.reloads++
 	l.shim.reload(l.reloads)
@@ -133,18 +133,18 @@ func (l *aoLab) reload() {
 
 // clientKeyring (re)writes the client keyring named label: every host
 // dialled with users' keys, newest first.
-func (l *aoLab) clientKeyring(label string, users ...*aoUser) string {
+func (l *e2eLab) clientKeyring(label string, users ...*e2eUser) string {
 	l.t.Helper()
 	p := filepath.Join(l.dir, "client-"+label+".toml")
 	testnet.Keyring{Hosts: []testnet.Entry{testnet.AOHost("*", items(users, true)...)}}.Write(l.t, p)
 	return p
 }
 
-func (l *aoLab) addr4() string { return netip.AddrPortFrom(l.link.AddrA4, port).String() }
+func (l *e2eLab) addr4() string { return netip.AddrPortFrom(l.link.AddrA4, port).String() }
 
 // sshArgs are ssh's arguments for a login to the server through the
 // proxy with keyring ckr, in copy or fdpass mode, up to the destination.
-func (l *aoLab) sshArgs(ckr string, fdpass bool, timeout string) []string {
+func (l *e2eLab) sshArgs(ckr string, fdpass bool, timeout string) []string {
 	proxy := l.proxy + " -t " + timeout + " -k " + ckr
 	args := append(l.sshd.SSHArgs(), "-p", strconv.Itoa(port))
 	if fdpass {
@@ -156,7 +156,7 @@ func (l *aoLab) sshArgs(ckr string, fdpass bool, timeout string) []string {
 
 // ssh runs one login that echoes word and returns its output; it is
 // killed after a minute so that a hang fails with a reason.
-func (l *aoLab) ssh(ckr string, fdpass bool, timeout, word string) (string, error) {
+func (l *e2eLab) ssh(ckr string, fdpass bool, timeout, word string) (string, error) {
 	cmd := l.client.Cmd("ssh", append(l.sshArgs(ckr, fdpass, timeout), "echo", word)...)
 	cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
 	stop := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
@@ -166,7 +166,7 @@ func (l *aoLab) ssh(ckr string, fdpass bool, timeout, word string) (string, erro
 }
 
 // login checks that a login with ckr works.
-func (l *aoLab) login(what, ckr string, fdpass bool) {
+func (l *e2eLab) login(what, ckr string, fdpass bool) {
 	l.t.Helper()
 	word := "ao-login-ok-" + strconv.Itoa(int(time.Now().UnixNano()%1e6))
 	out, err := l.ssh(ckr, fdpass, "10", word)
@@ -176,14 +176,14 @@ func (l *aoLab) login(what, ckr string, fdpass bool) {
 }
 
 // session opens a long-running ssh session with ckr.
-func (l *aoLab) session(ckr string, fdpass bool) *testnet.Session {
+func (l *e2eLab) session(ckr string, fdpass bool) *testnet.Session {
 	l.t.Helper()
 	return l.client.StartSession(l.t, l.sshArgs(ckr, fdpass, "10"), time.Minute)
 }
 
 // banner dials the server signed with k and reads sshd's banner: the
 // kernel took the key and the shim handed the connection to sshd.
-func (l *aoLab) banner(k *tcpsig.Key) error {
+func (l *e2eLab) banner(k *tcpsig.Key) error {
 	c, err := l.client.DialKey(l.addr4(), k, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
@@ -198,7 +198,7 @@ func (l *aoLab) banner(k *tcpsig.Key) error {
 }
 
 // log is the shim's output with the secrets hidden.
-func (l *aoLab) log() string {
+func (l *e2eLab) log() string {
 	out := l.shim.Log()
 	for _, s := range l.secrets {
 		out = testnet.Redact([]byte(out), s)
@@ -207,10 +207,10 @@ func (l *aoLab) log() string {
 }
 
 // count is how many connections the shim logged as signed by u's key.
-func (l *aoLab) count(u *aoUser) int { return len(u.logRE().FindAllString(l.shim.Log(), -1)) }
+func (l *e2eLab) count(u *e2eUser) int { return len(u.logRE().FindAllString(l.shim.Log(), -1)) }
 
 // lastPeer is the peer of the last connection the shim logged for u.
-func (l *aoLab) lastPeer(u *aoUser) string {
+func (l *e2eLab) lastPeer(u *e2eUser) string {
 	m := u.logRE().FindAllStringSubmatch(l.shim.Log(), -1)
 	if len(m) == 0 {
 		return ""
@@ -231,11 +231,11 @@ func modeName(fdpass bool) string {
 // user's KeyID and the server's with the server's SendID for that user;
 // the shim names the user's key for the connection the capture saw.
 func TestAOE2ETwoUsers(t *testing.T) {
-	l := newAOLab(t)
+	l := newE2ELab(t)
 	alice, bob := l.user("alice", 101, 1), l.user("bob", 102, 2)
 	l.start([]string{l.addr4()}, false, alice, bob)
 	for _, fdpass := range []bool{false, true} {
-		for _, u := range []*aoUser{alice, bob} {
+		for _, u := range []*e2eUser{alice, bob} {
 			other := bob
 			if u == bob {
 				other = alice
@@ -283,7 +283,7 @@ func TestAOE2ETwoUsers(t *testing.T) {
 // answer at all: no SYN-ACK, nothing from the port on the wire, the
 // counter of the server's kernel that names the reason counting up, and
 // nothing in the shim's log.
-func (l *aoLab) refused(what string, k *tcpsig.Key, counter func(testnet.AOCounters) uint64) {
+func (l *e2eLab) refused(what string, k *tcpsig.Key, counter func(testnet.AOCounters) uint64) {
 	t := l.t
 	t.Helper()
 	before, logged := l.server.AOCounters(t), strings.Count(l.shim.Log(), "connection from")
@@ -315,7 +315,7 @@ func (l *aoLab) refused(what string, k *tcpsig.Key, counter func(testnet.AOCount
 // no answer; so does real ssh through the proxy with a wrong secret,
 // which fails closed.
 func TestAOE2ERefused(t *testing.T) {
-	l := newAOLab(t)
+	l := newE2ELab(t)
 	alice, bob := l.user("alice", 101, 1), l.user("bob", 102, 2)
 	l.start([]string{l.addr4()}, false, alice, bob)
 
@@ -355,7 +355,7 @@ func TestAOE2ERefused(t *testing.T) {
 // gets no answer, and alice's open session carries on while her new
 // logins work.
 func TestAOE2ERevoke(t *testing.T) {
-	l := newAOLab(t)
+	l := newE2ELab(t)
 	alice, bob := l.user("alice", 101, 1), l.user("bob", 102, 2)
 	l.start([]string{l.addr4()}, false, alice, bob)
 	ackr, bckr := l.clientKeyring("alice", alice), l.clientKeyring("bob", bob)
@@ -407,7 +407,7 @@ func TestAOE2ERevoke(t *testing.T) {
 // logins run while the server drops the old key. All of them succeed,
 // the session opened with the old key lives on, nothing is revoked.
 func TestAOE2ERollover(t *testing.T) {
-	l := newAOLab(t)
+	l := newE2ELab(t)
 	old, next := l.user("alice", 101, 1), l.user("alice", 103, 3)
 	l.start([]string{l.addr4()}, false, old, next)
 	ckr := l.clientKeyring("alice", old)
@@ -452,7 +452,7 @@ func TestAOE2ERollover(t *testing.T) {
 // after every tenth. Every reload applies, every connection gets in,
 // the shim lives.
 func TestAOE2EReloadStorm(t *testing.T) {
-	l := newAOLab(t)
+	l := newE2ELab(t)
 	alice, bob, carol := l.user("alice", 101, 1), l.user("bob", 102, 2), l.user("carol", 104, 4)
 	l.start([]string{l.addr4()}, false, alice, bob)
 	ackr, cckr := l.clientKeyring("alice", alice), l.clientKeyring("carol", carol)
@@ -466,7 +466,7 @@ func TestAOE2EReloadStorm(t *testing.T) {
 			l.writeServer(false, alice, bob)
 		}
 		l.reload()
-		users := []*aoUser{alice}
+		users := []*e2eUser{alice}
 		if withCarol {
 			users = append(users, carol)
 		}
@@ -501,7 +501,7 @@ func TestAOE2EReloadStorm(t *testing.T) {
 // session carries on.
 func TestAOE2ESpoofedRST(t *testing.T) {
 	const plainPort = 2022
-	l := newAOLab(t)
+	l := newE2ELab(t)
 	alice := l.user("alice", 101, 1)
 	l.start([]string{l.addr4()}, false, alice)
 	ln := l.server.Listen(t, "tcp4", fmt.Sprintf("0.0.0.0:%d", plainPort), nil)
@@ -594,7 +594,7 @@ func errOrOK(err error) string {
 // server's TCPAORequired counts them; signed clients of both families
 // get in.
 func TestAOE2ESealedListener(t *testing.T) {
-	l := newAOLab(t)
+	l := newE2ELab(t)
 	alice := l.user("alice", 101, 1)
 	l.start([]string{fmt.Sprintf("0.0.0.0:%d", port), fmt.Sprintf("[::]:%d", port)}, true, alice)
 	dst6 := netip.AddrPortFrom(l.link.AddrA6, port).String()
