@@ -181,8 +181,15 @@ func Check(o Options) error {
 			if o.KeyName != "" {
 				from = " from " + o.KeyName
 			}
-			return fmt.Errorf("%s port %s: the key%s is TCP-AO (%s), and %w; nothing was sent",
-				o.Host, o.Port, from, strings.Join(aoKeys, "; "), err)
+			what := "the key" + from + " is TCP-AO"
+			switch {
+			case len(aoKeys) < len(o.Keys):
+				what = "the keys" + from + " include TCP-AO ones" // none is dialled alone
+			case len(o.Keys) > 1:
+				what = "the keys" + from + " are TCP-AO"
+			}
+			return fmt.Errorf("%s port %s: %s (%s), and %w; nothing was sent",
+				o.Host, o.Port, what, strings.Join(aoKeys, "; "), err)
 		}
 	}
 	return nil
@@ -474,6 +481,9 @@ func signedWith(keyName string, keys int, aos []*tcpsig.AO) string {
 		}
 	}
 	if len(labels) == 1 {
+		if from != "" {
+			from = "," + from // after the IDs
+		}
 		return " (signed with " + labels[0] + from + ")"
 	}
 	return fmt.Sprintf(" (signed with each of the %d keys%s, one connection each: %s)", len(labels), from, strings.Join(labels, "; "))
