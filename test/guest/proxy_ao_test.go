@@ -65,8 +65,8 @@ func (u aoUser) toml() string {
 	return fmt.Sprintf("{ name = %q, send_id = %d, recv_id = %d, key = %q }", u.name, u.clientSend, u.clientRecv, u.secret)
 }
 
-// aoNet is a server namespace with a TCP-AO listener and a client one.
-type aoNet struct {
+// proxyNet is a server namespace with a TCP-AO listener and a client one.
+type proxyNet struct {
 	server, client *testnet.NS
 	link           *testnet.Link
 	ln             *net.TCPListener
@@ -74,12 +74,12 @@ type aoNet struct {
 	proxy          string // ssh-md5-proxy
 }
 
-func newAONet(t *testing.T, serverKeys ...tcpsig.Key) *aoNet {
+func newProxyNet(t *testing.T, serverKeys ...tcpsig.Key) *proxyNet {
 	t.Helper()
 	if err := ao.Supported(); err != nil {
 		t.Fatalf("ao.Supported in the guest: %v", err)
 	}
-	n := &aoNet{server: testnet.NewNS(t, "srv"), client: testnet.NewNS(t, "cli"), dir: t.TempDir(),
+	n := &proxyNet{server: testnet.NewNS(t, "srv"), client: testnet.NewNS(t, "cli"), dir: t.TempDir(),
 		proxy: testnet.BuildBinary(t, "cmd/ssh-md5-proxy")}
 	n.link = testnet.Connect(t, n.server, n.client)
 	var ln net.Listener
@@ -99,7 +99,7 @@ func newAONet(t *testing.T, serverKeys ...tcpsig.Key) *aoNet {
 
 // hashServer answers each connection with the SHA-256 of what it read up
 // to EOF (the client's half-close).
-func (n *aoNet) hashServer(t *testing.T) {
+func (n *proxyNet) hashServer(t *testing.T) {
 	go func() {
 		for {
 			c, err := n.ln.Accept()
@@ -120,7 +120,7 @@ func (n *aoNet) hashServer(t *testing.T) {
 
 // keyring writes a client keyring whose [hosts.srv] entry lists users'
 // keys, newest first, for the server's address.
-func (n *aoNet) keyring(t *testing.T, users ...aoUser) string {
+func (n *proxyNet) keyring(t *testing.T, users ...aoUser) string {
 	t.Helper()
 	items := make([]string, len(users))
 	for i, u := range users {
@@ -131,7 +131,7 @@ func (n *aoNet) keyring(t *testing.T, users ...aoUser) string {
 	return p
 }
 
-func (n *aoNet) addr() string { return n.link.AddrA4.String() }
+func (n *proxyNet) addr() string { return n.link.AddrA4.String() }
 
 // aoCounters reads a namespace's TcpExt TCPAO* counters.
 func aoCounters(t *testing.T, ns *testnet.NS) map[string]uint64 {
@@ -170,7 +170,7 @@ func noSecrets(t *testing.T, what string, out []byte, users ...aoUser) {
 // both ways through Copy, half-close included. It needs no keyring.
 func TestProxyAODialInProcess(t *testing.T) {
 	alice := newAOUser("alice", 1, 101)
-	n := newAONet(t, alice.server())
+	n := newProxyNet(t, alice.server())
 	n.hashServer(t)
 	var conn *net.TCPConn
 	if err := n.client.Do(func() error {
@@ -227,7 +227,7 @@ func checkCurrent(t *testing.T, conn syscall.Conn, u aoUser) {
 // (TCPAORequired stays).
 func TestProxyAOCopy(t *testing.T) {
 	alice := newAOUser("alice", 1, 101)
-	n := newAONet(t, alice.server())
+	n := newProxyNet(t, alice.server())
 	n.hashServer(t)
 	kr := n.keyring(t, alice)
 	before := aoCounters(t, n.server)
@@ -251,7 +251,7 @@ func TestProxyAOCopy(t *testing.T) {
 
 // fdpass runs the command with --fdpass and returns the socket it passes
 // (as ssh receives it: one byte, one descriptor) and its exit.
-func (n *aoNet) fdpass(t *testing.T, kr string) (*net.TCPConn, []byte) {
+func (n *proxyNet) fdpass(t *testing.T, kr string) (*net.TCPConn, []byte) {
 	t.Helper()
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
@@ -315,7 +315,7 @@ func exchange(t *testing.T, c *net.TCPConn, data []byte) {
 // server with no proxy left.
 func TestProxyAOFDPass(t *testing.T) {
 	alice := newAOUser("alice", 1, 101)
-	n := newAONet(t, alice.server())
+	n := newProxyNet(t, alice.server())
 	n.hashServer(t)
 	c, errOut := n.fdpass(t, n.keyring(t, alice))
 	noSecrets(t, "the proxy's stderr", errOut, alice)
@@ -330,7 +330,7 @@ func TestProxyAOFDPass(t *testing.T) {
 // for its unknown KeyID (the server's TCPAOKeyNotFound grows).
 func TestProxyAORollover(t *testing.T) {
 	oldKey, newKey := newAOUser("alice-old", 1, 101), newAOUser("alice-new", 2, 102)
-	n := newAONet(t, oldKey.server())
+	n := newProxyNet(t, oldKey.server())
 	n.hashServer(t)
 	before := aoCounters(t, n.server)
 	c, errOut := n.fdpass(t, n.keyring(t, newKey, oldKey))
@@ -345,7 +345,7 @@ func TestProxyAORollover(t *testing.T) {
 	// Neither key on the server: no answer, and the message names both
 	// keys by name and IDs and what a silent drop means.
 	other := newAOUser("bob", 3, 103)
-	n2 := newAONet(t, other.server())
+	n2 := newProxyNet(t, other.server())
 	cmd := n2.client.Cmd(n2.proxy, "-k", n2.keyring(t, newKey, oldKey), "-t", "2s", "-n", "srv", n2.addr(), strconv.Itoa(port))
 	out, err := cmd.CombinedOutput()
 	noSecrets(t, "the proxy's output", out, oldKey, newKey)
@@ -370,7 +370,7 @@ func TestProxyAORollover(t *testing.T) {
 // dial.
 func TestProxyAOProbe(t *testing.T) {
 	oldKey, newKey := newAOUser("alice-old", 1, 101), newAOUser("alice-new", 2, 102)
-	n := newAONet(t, oldKey.server())
+	n := newProxyNet(t, oldKey.server())
 	sshd := testnet.NewSSHD(t)
 	testnet.ServeInetd(t, n.ln, sshd.InetdArgs())
 	kr := n.keyring(t, newKey, oldKey)
