@@ -247,6 +247,7 @@ func TestProxyAOCopy(t *testing.T) {
 	if after["TCPAOGood"] <= before["TCPAOGood"] || after["TCPAORequired"] != before["TCPAORequired"] {
 		t.Errorf("server counters before %v, after %v: want TCPAOGood up, TCPAORequired unchanged", before, after)
 	}
+	t.Logf("copied %d bytes; server TCPAOGood %d -> %d, TCPAORequired %d", len(data), before["TCPAOGood"], after["TCPAOGood"], after["TCPAORequired"])
 }
 
 // fdpass runs the command with --fdpass and returns the socket it passes
@@ -341,6 +342,7 @@ func TestProxyAORollover(t *testing.T) {
 	if after["TCPAOKeyNotFound"] <= before["TCPAOKeyNotFound"] {
 		t.Errorf("server counters before %v, after %v: want TCPAOKeyNotFound up for the new key's SYN", before, after)
 	}
+	t.Logf("rollover: connected with the old key; server TCPAOKeyNotFound %d -> %d", before["TCPAOKeyNotFound"], after["TCPAOKeyNotFound"])
 
 	// Neither key on the server: no answer, and the message names both
 	// keys by name and IDs and what a silent drop means.
@@ -353,6 +355,7 @@ func TestProxyAORollover(t *testing.T) {
 	if !ok || ee.ExitCode() != 255 {
 		t.Fatalf("no key on the server: %v, want exit 255\n%s", err, out)
 	}
+	t.Logf("no key on the server: %s", out)
 	for _, want := range []string{
 		"no answer within 2s from " + n2.addr(),
 		"TCP-AO key alice-new, send_id 2, recv_id 102; TCP-AO key alice-old, send_id 1, recv_id 101)",
@@ -381,6 +384,7 @@ func TestProxyAOProbe(t *testing.T) {
 	if err != nil {
 		t.Fatalf("probe: %v\n%s", err, out)
 	}
+	t.Logf("probe:\n%s", out)
 	for _, re := range []string{
 		`(?m)^probe \S+ port \d+ \(TCP-AO key from hosts\.srv\)$`,
 		`(?m)^          banner SSH-2\.0-OpenSSH_`,
