@@ -208,7 +208,7 @@ func TestNoAnswerMessageAO(t *testing.T) {
 	e := &NoAnswerError{Host: "bastion", Port: "22", Tried: []string{"192.0.2.7"}, Timeout: 10 * time.Second,
 		KeyName: "hosts.bastion", Keys: 1, AO: aoParts(keys)}
 	want := "bastion port 22: no answer within 10s from 192.0.2.7 (signed with TCP-AO key alice, send_id 1, recv_id 101, from hosts.bastion). " +
-		"Likely causes: the server does not hold this key: its secret or MAC algorithm differs; " +
+		"Likely causes: the server does not hold this key: the secret or MAC algorithm differs; " +
 		"it has no key with recv_id 1 (our send_id) for your address, an unknown KeyID; " +
 		"or the key was revoked (removed from the server's keyring). " +
 		"The server drops such a SYN without a word and counts it (nstat TcpExtTCPAOKeyNotFound for an unknown KeyID, TcpExtTCPAOBad for a wrong secret). " +

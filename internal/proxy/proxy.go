@@ -396,7 +396,7 @@ func (e *NoAnswerError) Error() string {
 		which = "any of these keys"
 	}
 	b.WriteString(". Likely causes: the server does not hold " + which + ":" +
-		" its secret or MAC algorithm differs;" +
+		" the secret or MAC algorithm differs;" +
 		" it has no key with recv_id " + ids + " (our send_id) for your address, an unknown KeyID;" +
 		" or the key was revoked (removed from the server's keyring)." +
 		" The server drops such a SYN without a word and counts it (nstat TcpExtTCPAOKeyNotFound for an unknown KeyID, TcpExtTCPAOBad for a wrong secret)." +
