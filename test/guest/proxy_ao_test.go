@@ -50,9 +50,13 @@ func (u aoUser) ao(send, recv uint8) *tcpsig.AO {
 	return &tcpsig.AO{Name: u.name, SendID: send, RecvID: recv, Algorithm: tcpsig.AODefaultAlgorithm, MACLen: tcpsig.AODefaultMACLen}
 }
 
-// server is the key the listener holds for every IPv4 peer.
-func (u aoUser) server() tcpsig.Key {
-	return tcpsig.Key{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: u.secret, AO: u.ao(u.clientRecv, u.clientSend)}
+// server is the key the listener holds for every peer of its family.
+func (u aoUser) server(v6 bool) tcpsig.Key {
+	p := netip.MustParsePrefix("0.0.0.0/0")
+	if v6 {
+		p = netip.MustParsePrefix("::/0")
+	}
+	return tcpsig.Key{Prefix: p, Secret: u.secret, AO: u.ao(u.clientRecv, u.clientSend)}
 }
 
 // client is the key the proxy dials with.
@@ -69,12 +73,15 @@ func (u aoUser) toml() string {
 type proxyNet struct {
 	server, client *testnet.NS
 	link           *testnet.Link
+	srvAddr        netip.Addr // the listener's address
 	ln             *net.TCPListener
 	dir            string
 	proxy          string // ssh-md5-proxy
 }
 
-func newProxyNet(t *testing.T, serverKeys ...tcpsig.Key) *proxyNet {
+// newProxyNet listens on the server end of the link, on its IPv4 address
+// or with v6 its IPv6 one, holding users' keys for every peer.
+func newProxyNet(t *testing.T, v6 bool, users ...aoUser) *proxyNet {
 	t.Helper()
 	if err := ao.Supported(); err != nil {
 		t.Fatalf("ao.Supported in the guest: %v", err)
@@ -82,12 +89,20 @@ func newProxyNet(t *testing.T, serverKeys ...tcpsig.Key) *proxyNet {
 	n := &proxyNet{server: testnet.NewNS(t, "srv"), client: testnet.NewNS(t, "cli"), dir: t.TempDir(),
 		proxy: testnet.BuildBinary(t, "cmd/ssh-md5-proxy")}
 	n.link = testnet.Connect(t, n.server, n.client)
+	network, keys := "tcp4", make([]tcpsig.Key, len(users))
+	n.srvAddr = n.link.AddrA4
+	if v6 {
+		network, n.srvAddr = "tcp6", n.link.AddrA6
+	}
+	for i, u := range users {
+		keys[i] = u.server(v6)
+	}
 	var ln net.Listener
 	if err := n.server.Do(func() error {
-		lc := net.ListenConfig{Control: tcpsig.ListenControl(ao.Backend, serverKeys)}
+		lc := net.ListenConfig{Control: tcpsig.ListenControl(ao.Backend, keys)}
 		lc.SetMultipathTCP(false)
 		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(n.link.AddrA4, port).String())
+		ln, err = lc.Listen(context.Background(), network, netip.AddrPortFrom(n.srvAddr, port).String())
 		return err
 	}); err != nil {
 		t.Fatalf("TCP-AO listener: %v", err)
@@ -127,11 +142,11 @@ func (n *proxyNet) keyring(t *testing.T, users ...aoUser) string {
 		items[i] = "  " + u.toml() + ",\n"
 	}
 	p := filepath.Join(n.dir, "client.toml")
-	testnet.WriteFile(t, p, fmt.Sprintf("[hosts.srv]\nhostname = %q\nao = [\n%s]\n", n.link.AddrA4, strings.Join(items, "")))
+	testnet.WriteFile(t, p, fmt.Sprintf("[hosts.srv]\nhostname = %q\nao = [\n%s]\n", n.srvAddr, strings.Join(items, "")))
 	return p
 }
 
-func (n *proxyNet) addr() string { return n.link.AddrA4.String() }
+func (n *proxyNet) addr() string { return n.srvAddr.String() }
 
 // aoCounters reads a namespace's TcpExt TCPAO* counters.
 func aoCounters(t *testing.T, ns *testnet.NS) map[string]uint64 {
@@ -170,7 +185,7 @@ func noSecrets(t *testing.T, what string, out []byte, users ...aoUser) {
 // both ways through Copy, half-close included. It needs no keyring.
 func TestProxyAODialInProcess(t *testing.T) {
 	alice := newAOUser("alice", 1, 101)
-	n := newProxyNet(t, alice.server())
+	n := newProxyNet(t, false, alice)
 	n.hashServer(t)
 	var conn *net.TCPConn
 	if err := n.client.Do(func() error {
@@ -221,33 +236,37 @@ func checkCurrent(t *testing.T, conn syscall.Conn, u aoUser) {
 	}
 }
 
-// TestProxyAOCopy is the command in copy mode, as a ProxyCommand runs it:
-// stdin to the server, the server's answer on stdout, exit 0; the
-// server's TCPAOGood counter grows and nothing went unsigned
+// TestProxyAOCopy is the command in copy mode, as a ProxyCommand runs it,
+// over IPv4 and IPv6: stdin to the server, the server's answer on stdout,
+// exit 0; the server's TCPAOGood counter grows and nothing went unsigned
 // (TCPAORequired stays).
 func TestProxyAOCopy(t *testing.T) {
-	alice := newAOUser("alice", 1, 101)
-	n := newProxyNet(t, alice.server())
-	n.hashServer(t)
-	kr := n.keyring(t, alice)
-	before := aoCounters(t, n.server)
-	data := bytes.Repeat([]byte("ssh-md5-proxy over TCP-AO\n"), 40000)
-	cmd := n.client.Cmd(n.proxy, "-k", kr, "-t", "10s", "-n", "srv", n.addr(), strconv.Itoa(port))
-	cmd.Stdin = bytes.NewReader(data)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ssh-md5-proxy: %v\n%s", err, errb.Bytes())
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "v4", true: "v6"}[v6], func(t *testing.T) {
+			alice := newAOUser("alice", 1, 101)
+			n := newProxyNet(t, v6, alice)
+			n.hashServer(t)
+			kr := n.keyring(t, alice)
+			before := aoCounters(t, n.server)
+			data := bytes.Repeat([]byte("ssh-md5-proxy over TCP-AO\n"), 40000)
+			cmd := n.client.Cmd(n.proxy, "-k", kr, "-t", "10s", "-n", "srv", n.addr(), strconv.Itoa(port))
+			cmd.Stdin = bytes.NewReader(data)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("ssh-md5-proxy: %v\n%s", err, errb.Bytes())
+			}
+			noSecrets(t, "the proxy's output", append(out.Bytes(), errb.Bytes()...), alice)
+			if want := fmt.Sprintf("%x\n", sha256.Sum256(data)); out.String() != want {
+				t.Errorf("stdout %q, want the server's hash %q", out.String(), want)
+			}
+			after := aoCounters(t, n.server)
+			if after["TCPAOGood"] <= before["TCPAOGood"] || after["TCPAORequired"] != before["TCPAORequired"] {
+				t.Errorf("server counters before %v, after %v: want TCPAOGood up, TCPAORequired unchanged", before, after)
+			}
+			t.Logf("copied %d bytes to %s; server TCPAOGood %d -> %d, TCPAORequired %d", len(data), n.addr(), before["TCPAOGood"], after["TCPAOGood"], after["TCPAORequired"])
+		})
 	}
-	noSecrets(t, "the proxy's output", append(out.Bytes(), errb.Bytes()...), alice)
-	if want := fmt.Sprintf("%x\n", sha256.Sum256(data)); out.String() != want {
-		t.Errorf("stdout %q, want the server's hash %q", out.String(), want)
-	}
-	after := aoCounters(t, n.server)
-	if after["TCPAOGood"] <= before["TCPAOGood"] || after["TCPAORequired"] != before["TCPAORequired"] {
-		t.Errorf("server counters before %v, after %v: want TCPAOGood up, TCPAORequired unchanged", before, after)
-	}
-	t.Logf("copied %d bytes; server TCPAOGood %d -> %d, TCPAORequired %d", len(data), before["TCPAOGood"], after["TCPAOGood"], after["TCPAORequired"])
 }
 
 // fdpass runs the command with --fdpass and returns the socket it passes
@@ -316,7 +335,7 @@ func exchange(t *testing.T, c *net.TCPConn, data []byte) {
 // server with no proxy left.
 func TestProxyAOFDPass(t *testing.T) {
 	alice := newAOUser("alice", 1, 101)
-	n := newProxyNet(t, alice.server())
+	n := newProxyNet(t, false, alice)
 	n.hashServer(t)
 	c, errOut := n.fdpass(t, n.keyring(t, alice))
 	noSecrets(t, "the proxy's stderr", errOut, alice)
@@ -331,7 +350,7 @@ func TestProxyAOFDPass(t *testing.T) {
 // for its unknown KeyID (the server's TCPAOKeyNotFound grows).
 func TestProxyAORollover(t *testing.T) {
 	oldKey, newKey := newAOUser("alice-old", 1, 101), newAOUser("alice-new", 2, 102)
-	n := newProxyNet(t, oldKey.server())
+	n := newProxyNet(t, false, oldKey)
 	n.hashServer(t)
 	before := aoCounters(t, n.server)
 	c, errOut := n.fdpass(t, n.keyring(t, newKey, oldKey))
@@ -347,7 +366,7 @@ func TestProxyAORollover(t *testing.T) {
 	// Neither key on the server: no answer, and the message names both
 	// keys by name and IDs and what a silent drop means.
 	other := newAOUser("bob", 3, 103)
-	n2 := newProxyNet(t, other.server())
+	n2 := newProxyNet(t, false, other)
 	cmd := n2.client.Cmd(n2.proxy, "-k", n2.keyring(t, newKey, oldKey), "-t", "2s", "-n", "srv", n2.addr(), strconv.Itoa(port))
 	out, err := cmd.CombinedOutput()
 	noSecrets(t, "the proxy's output", out, oldKey, newKey)
@@ -373,7 +392,7 @@ func TestProxyAORollover(t *testing.T) {
 // dial.
 func TestProxyAOProbe(t *testing.T) {
 	oldKey, newKey := newAOUser("alice-old", 1, 101), newAOUser("alice-new", 2, 102)
-	n := newProxyNet(t, oldKey.server())
+	n := newProxyNet(t, false, oldKey)
 	sshd := testnet.NewSSHD(t)
 	testnet.ServeInetd(t, n.ln, sshd.InetdArgs())
 	kr := n.keyring(t, newKey, oldKey)
