@@ -149,26 +149,17 @@ func (n *proxyNet) keyring(t *testing.T, users ...aoUser) string {
 func (n *proxyNet) addr() string { return n.srvAddr.String() }
 
 // aoCounters reads a namespace's TcpExt TCPAO* counters.
-func aoCounters(t *testing.T, ns *testnet.NS) map[string]uint64 {
+func aoCounters(t *testing.T, ns *testnet.NS) ao.Counters {
 	t.Helper()
-	lines := strings.Split(ns.Run(t, "cat", "/proc/net/netstat"), "\n")
-	out := map[string]uint64{}
-	for i := 0; i+1 < len(lines); i += 2 {
-		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(names) == 0 || names[0] != "TcpExt:" || len(names) != len(values) {
-			continue
-		}
-		for j, name := range names {
-			if strings.HasPrefix(name, "TCPAO") {
-				v, _ := strconv.ParseUint(values[j], 10, 64)
-				out[name] = v
-			}
-		}
+	var c ao.Counters
+	if err := ns.Do(func() error {
+		var err error
+		c, err = ao.ReadCountersAt("/proc/thread-self/net/netstat")
+		return err
+	}); err != nil {
+		t.Fatalf("TCP-AO counters of %s: %v", ns.Name, err)
 	}
-	if _, ok := out["TCPAOGood"]; !ok {
-		t.Fatalf("no TcpExt TCPAOGood in %s's /proc/net/netstat", ns.Name)
-	}
-	return out
+	return c
 }
 
 func noSecrets(t *testing.T, what string, out []byte, users ...aoUser) {
@@ -261,10 +252,10 @@ func TestProxyAOCopy(t *testing.T) {
 				t.Errorf("stdout %q, want the server's hash %q", out.String(), want)
 			}
 			after := aoCounters(t, n.server)
-			if after["TCPAOGood"] <= before["TCPAOGood"] || after["TCPAORequired"] != before["TCPAORequired"] {
+			if after.Good <= before.Good || after.Required != before.Required {
 				t.Errorf("server counters before %v, after %v: want TCPAOGood up, TCPAORequired unchanged", before, after)
 			}
-			t.Logf("copied %d bytes to %s; server TCPAOGood %d -> %d, TCPAORequired %d", len(data), n.addr(), before["TCPAOGood"], after["TCPAOGood"], after["TCPAORequired"])
+			t.Logf("copied %d bytes to %s; server TCPAOGood %d -> %d, TCPAORequired %d", len(data), n.addr(), before.Good, after.Good, after.Required)
 		})
 	}
 }
@@ -358,10 +349,10 @@ func TestProxyAORollover(t *testing.T) {
 	checkCurrent(t, c, oldKey)
 	exchange(t, c, []byte("rollover"))
 	after := aoCounters(t, n.server)
-	if after["TCPAOKeyNotFound"] <= before["TCPAOKeyNotFound"] {
+	if after.KeyNotFound <= before.KeyNotFound {
 		t.Errorf("server counters before %v, after %v: want TCPAOKeyNotFound up for the new key's SYN", before, after)
 	}
-	t.Logf("rollover: connected with the old key; server TCPAOKeyNotFound %d -> %d", before["TCPAOKeyNotFound"], after["TCPAOKeyNotFound"])
+	t.Logf("rollover: connected with the old key; server TCPAOKeyNotFound %d -> %d", before.KeyNotFound, after.KeyNotFound)
 
 	// Neither key on the server: no answer, and the message names both
 	// keys by name and IDs and what a silent drop means.
