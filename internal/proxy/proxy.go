@@ -195,7 +195,7 @@ func Check(o Options) error {
 	return nil
 }
 
-// keyLabel names key i of n for messages: "key 2 of 3 (TCP-AO alice,
+// keyLabel names key i of n for messages: "key 2 of 3 (TCP-AO key alice,
 // send_id 1, recv_id 101)".
 func keyLabel(i, n int, k tcpsig.Key) string {
 	s := "the key"
