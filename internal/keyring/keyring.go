@@ -252,15 +252,17 @@ func Load(path string, side Side) (*Keyring, error) {
 	return Parse(path, data, side, readSecretFile)
 }
 
-// The fields each table's entries may have; every value is a string.
+// The fields each table's entries may have; every value is a string but
+// ao's, a list of tables (aoFields).
 var fields = map[string][]string{
-	"hosts": {"hostname", "key_file", "key"},
-	"peers": {"key_file", "key", "interface"},
+	"hosts": {"hostname", "key_file", "key", "ao"},
+	"peers": {"key_file", "key", "ao", "interface"},
 }
 
 // parser carries what every error message needs.
 type parser struct {
 	path    string
+	data    []byte
 	lines   map[string]int // toml.Key.String() -> line
 	readKey func(string) ([]byte, error)
 }
@@ -286,7 +288,7 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 	if readKey == nil {
 		readKey = readSecretFile
 	}
-	p := &parser{path: path, readKey: readKey}
+	p := &parser{path: path, data: data, readKey: readKey}
 	// Before the decoder, whose memory grows with the square of the
 	// nesting: a small hostile file could otherwise take gigabytes.
 	if err := checkShape(data); err != nil {
@@ -308,6 +310,7 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 		iface  string
 	}
 	peerEntries := map[peerID]string{}
+	var peers []aoPeer // every [peers] entry that parsed, in file order
 	// fail returns err when side uses the table, or keeps it as a warning.
 	fail := func(table string, err error) error {
 		if side.uses(table) {
@@ -375,17 +378,41 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 			}
 			continue
 		}
-		if !side.uses(top) {
-			for _, hk := range entry.keys {
-				clear(hk.Secret) // checked, and not ours to keep
+		if top == "peers" {
+			// Kept until the checks between entries, whatever the side.
+			peers = append(peers, aoPeer{where: key.String(), line: entry.line, prefix: entry.prefix, iface: entry.iface, ao: entry.ao})
+			pe := Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Line: entry.line, AO: entry.ao}
+			if entry.ao == nil {
+				pe.Secret, pe.Source = entry.keys[0].Secret, entry.keys[0].Source
 			}
+			k.Peers = append(k.Peers, pe)
 			continue
 		}
-		if top == "hosts" {
-			k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Keys: entry.keys, Line: entry.line})
-		} else {
-			k.Peers = append(k.Peers, Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Secret: entry.keys[0].Secret, Source: entry.keys[0].Source, Line: entry.line})
+		if !side.uses(top) {
+			entry.clear() // checked, and not ours to keep
+			continue
 		}
+		if entry.ao != nil {
+			for _, a := range entry.ao {
+				ao := a.AO
+				entry.keys = append(entry.keys, HostKey{Secret: a.Secret, Source: a.Source, AO: &ao})
+			}
+		}
+		k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Keys: entry.keys, Line: entry.line})
+	}
+	if err := p.checkPeersAO(peers); err != nil {
+		if err := fail("peers", err); err != nil {
+			return nil, err
+		}
+	}
+	if !side.uses("peers") {
+		for _, pe := range k.Peers {
+			clear(pe.Secret)
+			for _, a := range pe.AO {
+				clear(a.Secret)
+			}
+		}
+		k.Peers = nil
 	}
 	slices.SortStableFunc(k.Peers, func(a, b Peer) int {
 		if a.Prefix.Bits() != b.Prefix.Bits() {
@@ -408,7 +435,18 @@ type entry struct {
 	hostname string       // hosts
 	prefix   netip.Prefix // peers
 	iface    string       // peers
-	keys     []HostKey    // peers: exactly one
+	keys     []HostKey    // TCP-MD5: in [peers] exactly one
+	ao       []PeerAO     // TCP-AO, instead of keys
+}
+
+// clear wipes the entry's secrets.
+func (e entry) clear() {
+	for _, hk := range e.keys {
+		clear(hk.Secret)
+	}
+	for _, a := range e.ao {
+		clear(a.Secret)
+	}
 }
 
 // entry checks the entry key (hosts.NAME or peers.NAME) whose decoded
@@ -428,6 +466,11 @@ func (p *parser) entry(key toml.Key, v any) (entry, error) {
 		msgWhere, msg := where, ""
 		if !slices.Contains(fields[top], f) {
 			msg = fmt.Sprintf("unknown field %q; the fields are %s", f, fieldList(top))
+		} else if f == "ao" {
+			if _, ok := tableList(fv); ok {
+				continue
+			}
+			msgWhere, msg = fk.String(), `not a list of tables; write the TCP-AO keys as ao = [{ name = "alice", send_id = 1, recv_id = 101, key_file = "ao/alice.key" }], one { ... } per key`
 		} else if _, ok := fv.(string); !ok && !(top == "hosts" && (f == "key" || f == "key_file") && isList(fv)) {
 			msgWhere, msg = fk.String(), "not a string; every field is a quoted string on its own line, e.g. key_file = \"md5/bastion.key\""
 			if top == "hosts" && (f == "key" || f == "key_file") {
@@ -479,11 +522,23 @@ func (p *parser) entry(key toml.Key, v any) (entry, error) {
 	}
 	_, hasKey := m["key"]
 	_, hasFile := m["key_file"]
+	if _, hasAO := m["ao"]; hasAO {
+		if hasKey || hasFile {
+			field := "key"
+			if hasFile {
+				field = "key_file"
+			}
+			return e, p.errorf(e.line, where, "both %s and ao are set; an entry is TCP-MD5 (key or key_file) or TCP-AO (ao), not both: keep one", field)
+		}
+		var err error
+		e.ao, err = p.aoList(key, m["ao"], e.line)
+		return e, err
+	}
 	switch {
 	case hasKey && hasFile:
 		return e, p.errorf(e.line, where, "both key and key_file are set; keep one")
 	case !hasKey && !hasFile:
-		return e, p.errorf(e.line, where, `no key; add key_file = "path" or key = "..."`)
+		return e, p.errorf(e.line, where, `no key; add key_file = "path" or key = "..." for TCP-MD5, or ao = [{ ... }] for TCP-AO`)
 	}
 	field := "key"
 	if hasFile {
