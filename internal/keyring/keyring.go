@@ -21,7 +21,7 @@
 //	key = "..."                      # inline key
 //	interface = "vrf-mgmt"           # optional: only on this interface (VRF)
 //
-// Every entry has exactly one of key (the string's bytes) and key_file (the
+// A TCP-MD5 entry has exactly one of key (the string's bytes) and key_file (the
 // file's bytes, less one trailing "\n" if there is one; a "\r" before it is
 // kept). A key is 1 to 80 bytes, the kernel's limit. In [hosts], either may
 // be a list of 1 to MaxHostKeys keys, newest first, so that a client can
@@ -33,6 +33,36 @@
 // Prefixes are written masked ("10.0.0.0/8", not "10.0.0.1/8") and IPv4 is
 // written as IPv4, not v4-mapped; a single address means /32 or /128. Two
 // [peers] entries may not name the same prefix and interface.
+//
+// A TCP-AO entry (RFC 5925) has an ao list instead of key or key_file:
+// one key per user, told apart by their IDs, so that one user's key can
+// be revoked without re-keying the others.
+//
+//	[peers."0.0.0.0/0"]              # server side: every user's key
+//	ao = [
+//	  { name = "alice", send_id = 101, recv_id = 1, key_file = "/etc/ssh/ao/alice.key" },
+//	  { name = "bob",   send_id = 102, recv_id = 2, key_file = "/etc/ssh/ao/bob.key", algorithm = "cmac(aes128)" },
+//	]
+//	[hosts.bastion]                  # client side: the IDs mirrored
+//	hostname = "bastion.example.net"
+//	ao = [{ send_id = 1, recv_id = 101, key_file = "ao/bastion.key" }]
+//
+// An ao item has send_id and recv_id (KeyIDs, 0 to 255: what this side
+// puts on its segments, and what it expects on the peer's; the client's
+// send_id is the server's recv_id), exactly one of key and key_file (as
+// above), an optional algorithm (tcpsig.AOAlgorithms; default
+// hmac(sha256), always with a 12-byte MAC), and a name, a token of 1 to 64
+// of [A-Za-z0-9._@-] that says whose key it is: required in [peers], where
+// logs show it, optional in [hosts]. [peers."…".ao] may also be written as
+// [[peers."…".ao]] tables. In [hosts], ao lists 1 to MaxHostKeys keys,
+// newest first, as key_file does, with no ID or key twice. In [peers],
+// ao lists up to MaxAOKeys keys, and the rules the kernel applies to
+// the keys of one socket are checked at load: among keys whose prefixes
+// overlap and whose interfaces meet (the same one, or one of them any),
+// each send_id and each recv_id once, so at most MaxAOKeys keys; a name
+// may have several keys (a rollover), never one key twice; and all [peers]
+// entries of a family are TCP-MD5 or all TCP-AO, as a socket that
+// requires TCP-AO takes no TCP-MD5 key.
 //
 // ssh-md5-proxy picks the [hosts] entry for a connection in this order:
 //
