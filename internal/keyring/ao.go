@@ -135,7 +135,7 @@ func (p *parser) aoItem(top, where string, i, n, line int, m map[string]any) (Pe
 		a.Name = s
 		itemWhere = where + ": " + itemName(i, s)
 	} else if top == "peers" {
-		return a, p.errorf(line, itemWhere, `no name; say whose key it is, e.g. name = "alice": the shim logs it and a key is revoked by it`)
+		return a, p.errorf(line, itemWhere, `no name; say whose key it is, e.g. name = "alice": logs name the key by it, and revoking a user removes the items of that name`)
 	}
 	for _, f := range []struct {
 		name string

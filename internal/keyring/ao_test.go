@@ -183,7 +183,7 @@ func TestParseAOErrors(t *testing.T) {
 		{"unknown item field", item(ok + `, sendid = 3, zz = 1`),
 			`keyring /etc/ssh/k.toml:2: peers."0.0.0.0/0": ao item 1: unknown field "sendid"; the fields of an ao item are name, send_id, recv_id, key_file, key and algorithm`},
 		{"no name in peers", item(`send_id = 1, recv_id = 2, key = "SECRETa"`),
-			`keyring /etc/ssh/k.toml:2: peers."0.0.0.0/0": ao item 1: no name; say whose key it is, e.g. name = "alice": the shim logs it and a key is revoked by it`},
+			`keyring /etc/ssh/k.toml:2: peers."0.0.0.0/0": ao item 1: no name; say whose key it is, e.g. name = "alice": logs name the key by it, and revoking a user removes the items of that name`},
 		{"name not a string", item(`name = 5, send_id = 1, recv_id = 2, key = "SECRETa"`),
 			`keyring /etc/ssh/k.toml:2: peers."0.0.0.0/0": ao item 1: name is not a string; write name = "alice"`},
 		{"bad name", item(`name = "SECRET alice", send_id = 1, recv_id = 2, key = "SECRETa"`),
