@@ -60,7 +60,19 @@ func Check(w io.Writer, path string, listen []string) error {
 		return err // names the file and the fix
 	}
 	kr := pl.Ring
-	fmt.Fprintf(w, "keyring %s: %d [peers] entries\n", path, len(kr.Peers))
+	var nAO int
+	aoEntry := map[bool]string{} // IPv4? -> a TCP-AO entry of that family
+	for _, p := range kr.Peers {
+		nAO += len(p.AO)
+		if is4 := p.Prefix.Addr().Is4(); p.IsAO() && aoEntry[is4] == "" {
+			aoEntry[is4] = p.Where(path)
+		}
+	}
+	if nAO > 0 {
+		fmt.Fprintf(w, "keyring %s: %d [peers] entries, %d TCP-AO keys\n", path, len(kr.Peers), nAO)
+	} else {
+		fmt.Fprintf(w, "keyring %s: %d [peers] entries\n", path, len(kr.Peers))
+	}
 	// Client-side entries do not stop the shim; say what is wrong with
 	// them all the same.
 	for _, warn := range kr.Warnings {
@@ -87,7 +99,16 @@ func Check(w io.Writer, path string, listen []string) error {
 				iface += " (MISSING)"
 			}
 		}
-		fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s  %s\n", fam, p.Prefix, iface, fingerprint.Of(p.Secret), p.Source)
+		if !p.IsAO() {
+			fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s  %s\n", fam, p.Prefix, iface, fingerprint.Of(p.Secret), p.Source)
+			continue
+		}
+		// One line per user's key: who, the IDs the peer must use (its
+		// send_id is our recv_id) and the MAC, never the key.
+		for _, a := range p.AO {
+			fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s  %s: send_id %d, recv_id %d, %s, %d-byte MAC  %s\n",
+				fam, p.Prefix, iface, fingerprint.OfAO(a.Secret), a.Name, a.SendID, a.RecvID, a.Algorithm, a.MACLen, a.Source)
+		}
 	}
 
 	optmem, optErr := readInt(OptmemMaxPath)
@@ -130,6 +151,22 @@ func Check(w io.Writer, path string, listen []string) error {
 		fmt.Fprintln(w, strings.Join(cover, "\n"))
 		if lp.Err != nil {
 			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], lp.Err))
+		}
+		// The keyring allows one backend per family; a plan that gives a
+		// listener of a TCP-AO family another one would leave it unsealed
+		// or unkeyed: never "ok".
+		for _, fam := range []struct {
+			takes, is4 bool
+			name       string
+		}{{s.Takes4, true, "IPv4"}, {s.Takes6, false, "IPv6"}} {
+			if fam.takes && aoEntry[fam.is4] != "" && (lp.Backend == nil || lp.Backend.Name() != "TCP-AO") {
+				backend := "no backend"
+				if lp.Backend != nil {
+					backend = lp.Backend.Name()
+				}
+				problems = append(problems, fmt.Sprintf("listener %s: its %s peers have TCP-AO keys (%s) but it would get %s; this sshd-md5-socket cannot serve TCP-AO entries: use TCP-MD5 ones (key_file) for %s", addrs[i], fam.name, aoEntry[fam.is4], backend, fam.name))
+				break
+			}
 		}
 		mem := len(apply) * KeyMemEstimate
 		switch {
