@@ -231,18 +231,9 @@ func (p *parser) itemLines(entry toml.Key, v any, n int) []int {
 	aoKey := append(slices.Clip(entry), "ao")
 	var out []int
 	if _, tables := v.([]map[string]any); tables {
-		want := aoKey.String()
-		for i, l := range strings.Split(string(p.data), "\n") {
-			t := strings.TrimSpace(l)
-			if !strings.HasPrefix(t, "[[") {
-				continue
-			}
-			if k, ok := headerKey(t); ok && k.String() == want {
-				out = append(out, i+1)
-			}
-		}
+		out = p.arrayTableLines()[aoKey.String()]
 	} else if start := p.line(aoKey); start > 0 {
-		out = inlineItemLines(p.data, start)
+		out = inlineItemLines(p.data, start, p.lineStart(start))
 	}
 	if len(out) != n {
 		return nil
@@ -250,15 +241,47 @@ func (p *parser) itemLines(entry toml.Key, v any, n int) []int {
 	return out
 }
 
-// inlineItemLines finds the first array that is a value at or after the
-// start of line start and returns the line each of its items begins on.
-func inlineItemLines(data []byte, start int) []int {
-	i, line := 0, 1
-	for ; i < len(data) && line < start; i++ {
-		if data[i] == '\n' {
-			line++
+// lineStart is the offset of the start of line n (1-based) in the text;
+// the offsets are found once, so that each entry's scan starts where its
+// list does and a keyring of many entries is not read once per entry.
+func (p *parser) lineStart(n int) int {
+	if p.starts == nil {
+		p.starts = []int{0, 0} // line 1 starts at 0
+		for i, c := range p.data {
+			if c == '\n' {
+				p.starts = append(p.starts, i+1)
+			}
 		}
 	}
+	if n < 1 || n >= len(p.starts) {
+		return len(p.data)
+	}
+	return p.starts[n]
+}
+
+// arrayTableLines maps each [[header]] of the text to the lines it is on,
+// found once for all entries.
+func (p *parser) arrayTableLines() map[string][]int {
+	if p.arrays == nil {
+		p.arrays = map[string][]int{}
+		for i, l := range strings.Split(string(p.data), "\n") {
+			t := strings.TrimSpace(l)
+			if !strings.HasPrefix(t, "[[") {
+				continue
+			}
+			if k, ok := headerKey(t); ok {
+				p.arrays[k.String()] = append(p.arrays[k.String()], i+1)
+			}
+		}
+	}
+	return p.arrays
+}
+
+// inlineItemLines finds the first array that is a value from offset i, the
+// start of line start, on, and returns the line each of its items begins
+// on.
+func inlineItemLines(data []byte, start, i int) []int {
+	line := start
 	var (
 		out   []int
 		depth int  // inside the array: 1 at its top level
@@ -318,6 +341,25 @@ type aoPeer struct {
 	prefix netip.Prefix
 	iface  string
 	ao     []PeerAO // nil: TCP-MD5
+	index  *aoIndex // of ao, built when first needed
+}
+
+// aoIndex finds an entry's keys by ID and by name.
+type aoIndex struct {
+	send, recv [256]int // ID -> item index + 1
+	names      map[string][]int
+}
+
+func (e *aoPeer) idx() *aoIndex {
+	if e.index == nil {
+		x := &aoIndex{names: map[string][]int{}}
+		for i, a := range e.ao {
+			x.send[a.SendID], x.recv[a.RecvID] = i+1, i+1
+			x.names[a.Name] = append(x.names[a.Name], i)
+		}
+		e.index = x
+	}
+	return e.index
 }
 
 // checkPeersAO checks what the kernel checks between the keys of one
@@ -394,7 +436,7 @@ func (p *parser) checkPeersAO(peers []aoPeer) error {
 			return p.errorf(e.line, e.where, "%d TCP-AO keys overlap here (its own %d and those of %s), more than %d, the most overlapping prefixes can hold: each needs its own send_id and recv_id, and a KeyID is 8 bits; move some users to narrower prefixes that do not overlap", count, len(e.ao), strings.Join(counted, ", "), MaxAOKeys)
 		}
 		for _, j := range clash {
-			if err := p.entriesClash(peers[j], e); err != nil {
+			if err := p.entriesClash(&peers[j], &peers[i]); err != nil {
 				return err
 			}
 		}
@@ -411,16 +453,12 @@ func lineRef(line int) string {
 
 // entriesClash checks the keys of two entries whose prefixes overlap and
 // whose interfaces meet.
-func (p *parser) entriesClash(x, y aoPeer) error {
+func (p *parser) entriesClash(x, y *aoPeer) error {
 	if x.line > y.line {
 		x, y = y, x
 	}
-	var send, recv [256]int // item index + 1
-	names := map[string][]int{}
-	for i, a := range x.ao {
-		send[a.SendID], recv[a.RecvID] = i+1, i+1
-		names[a.Name] = append(names[a.Name], i)
-	}
+	ix := x.idx()
+	send, recv, names := &ix.send, &ix.recv, ix.names
 	where := func(i int, a PeerAO) string { return y.where + ": " + itemName(i, a.Name) }
 	overlap := "whose prefix overlaps"
 	if x.iface != y.iface {

@@ -359,7 +359,8 @@ func TestItemLines(t *testing.T) {
 		{"b = { ao = [ {a=1},\n{b=1} ] }\n", 1, "[1 2]"},
 		{"ao = []\n", 1, "[]"},
 	} {
-		if got := fmt.Sprint(inlineItemLines([]byte(tt.text), tt.start)); got != tt.want {
+		p := &parser{data: []byte(tt.text)}
+		if got := fmt.Sprint(inlineItemLines(p.data, tt.start, p.lineStart(tt.start))); got != tt.want {
 			t.Errorf("inlineItemLines(%q, %d) = %s, want %s", tt.text, tt.start, got, tt.want)
 		}
 	}

@@ -293,7 +293,9 @@ var fields = map[string][]string{
 type parser struct {
 	path    string
 	data    []byte
-	lines   map[string]int // toml.Key.String() -> line
+	lines   map[string]int   // toml.Key.String() -> line
+	starts  []int            // line -> offset of its start, when needed
+	arrays  map[string][]int // [[header]] -> its lines, when needed
 	readKey func(string) ([]byte, error)
 }
 
