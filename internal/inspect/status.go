@@ -14,11 +14,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
+	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/ao"
 	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
@@ -28,9 +31,11 @@ var ProcNames = []string{"sshd-md5-socket", "sshd"}
 
 // Listener is one listening TCP socket and the keys it carries.
 type Listener struct {
-	Local    string   `json:"local"`
-	PID      int      `json:"pid"`
-	Process  string   `json:"process"`
+	Local   string `json:"local"`
+	PID     int    `json:"pid"`
+	Process string `json:"process"`
+	// Backend is "TCP-MD5" or "TCP-AO", as read from the socket.
+	Backend  string   `json:"backend"`
 	Keys     int      `json:"keys"`
 	Prefixes []string `json:"prefixes"`
 	// Fingerprints of the keys by prefix (as in Prefixes), read back
@@ -114,6 +119,8 @@ func Status(w io.Writer, asJSON bool) error {
 			switch {
 			case l.Error != "":
 				fmt.Fprintf(w, "keys unknown: %s\n", l.Error)
+			case l.Keys == 0 && l.Backend == "TCP-AO" && l.Unprotected == "":
+				fmt.Fprintf(w, "TCP-AO, sealed, 0 keys: takes no one\n")
 			case l.Keys == 0 && !l.ProtectedPort:
 				fmt.Fprintf(w, "0 keys: takes unsigned connections (a port sshd-md5-socket does not serve)\n")
 			case l.Keys == 0:
@@ -128,7 +135,11 @@ func Status(w io.Writer, asJSON bool) error {
 					more = fmt.Sprintf(", ... %d more", len(ps)-show)
 					ps = ps[:show]
 				}
-				fmt.Fprintf(w, "%d keys: %s%s\n", l.Keys, strings.Join(ps, ", "), more)
+				kind := ""
+				if l.Backend == "TCP-AO" {
+					kind = " TCP-AO" // TCP-MD5 keys print as before
+				}
+				fmt.Fprintf(w, "%d%s keys: %s%s\n", l.Keys, kind, strings.Join(ps, ", "), more)
 			}
 			printFingerprints(w, l)
 		}
@@ -352,13 +363,37 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 		l.Error = err.Error()
 		return l, true
 	}
+	l.Backend = "TCP-MD5"
+	sealed := false
+	if len(keys) == 0 {
+		// No TCP-MD5 key: a TCP-AO socket, if it is sealed
+		// (ao_required) or has TCP-AO keys.
+		aoKeys, err := ao.Backend.Keys(ts)
+		switch {
+		case err == nil:
+			sealed = ao.Backend.Uncovered(ts, nil) == nil
+			if sealed || len(aoKeys) > 0 {
+				l.Backend, keys = "TCP-AO", aoKeys
+			}
+		case !ao.NoKey(err):
+			l.Error = err.Error()
+			return l, true
+		}
+	}
 	l.Keys = len(keys)
 	l.Prefixes = []string{}
 	l.Fingerprints = map[string]string{}
+	nameAO(keys)
 	for _, k := range keys {
 		l.Prefixes = append(l.Prefixes, k.String())
 		l.Fingerprints[k.String()] = fingerprint.Of(k.Secret)
 		clear(k.Secret)
+	}
+	if l.Backend == "TCP-AO" {
+		if !sealed {
+			l.Unprotected = "peers without a TCP-AO key unsigned (not sealed with ao_required)"
+		}
+		return l, true
 	}
 	if _, unc := s.Cover(keys); len(unc) > 0 {
 		var names []string
@@ -412,4 +447,44 @@ func procNetAddr(s string) netip.AddrPort {
 	}
 	addr, _ := netip.AddrFromSlice(raw)
 	return netip.AddrPortFrom(addr, uint16(port))
+}
+
+// aoNames are the names of the server keyring's TCP-AO keys, by identity
+// and secret, to label the keys the kernel reports (it knows no names).
+// Loaded once; a keyring that does not load names nothing.
+var aoNames = sync.OnceValue(func() map[string]string {
+	kr, err := keyring.Load(keyring.DefaultServerPath(), keyring.Server)
+	if err != nil {
+		return nil
+	}
+	m := map[string]string{}
+	for _, p := range kr.Peers {
+		for _, k := range p.Keys(0) {
+			if k.AO != nil {
+				m[aoLabel(k)] = k.AO.Name
+			}
+			clear(k.Secret)
+		}
+	}
+	return m
+})
+
+// aoLabel identifies a key by prefix, IDs and secret (as a fingerprint):
+// a name is given only to the very key the keyring holds.
+func aoLabel(k tcpsig.Key) string {
+	return fmt.Sprintf("%s %d %d %s", k.Prefix, k.AO.SendID, k.AO.RecvID, fingerprint.Of(k.Secret))
+}
+
+// nameAO names the TCP-AO keys in keys that the server keyring holds.
+func nameAO(keys []tcpsig.Key) {
+	for i, k := range keys {
+		if k.AO == nil || k.AO.Name != "" {
+			continue
+		}
+		if n, ok := aoNames()[aoLabel(k)]; ok {
+			ao := *k.AO
+			ao.Name = n
+			keys[i].AO = &ao
+		}
+	}
 }
