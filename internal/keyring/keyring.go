@@ -697,7 +697,7 @@ var duplicate = regexp.MustCompile(`^Key '(.*)' (has already been defined|was al
 // which on a key line is the key.
 var syntaxHints = []struct{ prefixes, hint string }{
 	{"expected value|unexpected EOF; expected value|Invalid integer|Invalid float|invalid float|not a binary|not an octal|not a hexadecimal|expected a digit|cannot use sign|floats must|Invalid TOML Datetime|invalid datetime",
-		`a value is not a quoted string; every field is one, e.g. key = "..." or key_file = "md5/bastion.key"`},
+		`a value is not a quoted string; every field is one, e.g. key = "..." or key_file = "md5/bastion.key", but for send_id and recv_id in an ao list, which are plain numbers (send_id = 1)`},
 	{`unexpected EOF; expected '"'|unexpected EOF; expected "'"|unexpected '""""""'|unexpected ""|invalid escape|Escaped character|expected two hex|expected four hex|expected eight hex|strings cannot contain newlines|control characters`,
 		`a string is not closed or holds a bad escape or a newline; write it on one line as "..." (or '...' to take backslashes literally)`},
 	{"expected a top-level item to end",
