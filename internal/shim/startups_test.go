@@ -71,20 +71,7 @@ func TestPendingLimits(t *testing.T) {
 		}
 		// A slot of the hog's frees once its sshd is gone.
 		held[0].Close()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			c, err := dialIn(hog, addr, k, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := banner(c)
-			c.Close()
-			if strings.HasPrefix(b, "SSH-2.0-") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the hog's freed slot never came back")
-			}
-		}
+		waitServed(t, hog, addr, k, "the hog's freed slot never came back")
 		p.Cmd.Process.Kill()
 		<-p.Done
 	})

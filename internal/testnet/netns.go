@@ -284,22 +284,49 @@ func (ns *NS) Listen(t testing.TB, network, addr string, keys []md5.Key) *net.TC
 	return ln.(*net.TCPListener)
 }
 
+// Dial connects to dst (host:port) from the namespace, signed with secret
+// (nil: unsigned), giving up after timeout. MPTCP is off: TCP_MD5SIG
+// fails on an MPTCP socket.
+func (ns *NS) Dial(network, dst string, secret []byte, timeout time.Duration) (*net.TCPConn, error) {
+	return ns.DialFrom(netip.Addr{}, network, dst, secret, timeout)
+}
+
+// DialFrom is Dial from the local address src (the zero Addr: the
+// kernel's choice), for a test that tells peers apart by address.
+func (ns *NS) DialFrom(src netip.Addr, network, dst string, secret []byte, timeout time.Duration) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: timeout}
+	d.SetMultipathTCP(false)
+	if secret != nil {
+		d.Control = md5.DialControl(md5.Secret(secret))
+	}
+	if src.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	var c net.Conn
+	err := ns.Do(func() error {
+		var err error
+		c, err = d.Dial(network, dst)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
 // Unanswered dials dst (host:port) from the namespace, signed with secret
 // (nil: unsigned), and returns nil when the SYN got no answer at all
 // within timeout: a timeout, which is what a TCP-MD5 listener gives a
 // peer without the right key. Anything else (a connection, a refusal) is
 // returned as an error that says what came back.
 func (ns *NS) Unanswered(dst string, secret []byte, timeout time.Duration) error {
-	d := net.Dialer{Timeout: timeout}
-	if secret != nil {
-		d.Control = md5.DialControl(md5.Secret(secret))
-	}
-	var c net.Conn
-	err := ns.Do(func() error {
-		var err error
-		c, err = d.Dial("tcp", dst)
-		return err
-	})
+	return ns.UnansweredFrom(netip.Addr{}, dst, secret, timeout)
+}
+
+// UnansweredFrom is Unanswered from the local address src (the zero
+// Addr: the kernel's choice).
+func (ns *NS) UnansweredFrom(src netip.Addr, dst string, secret []byte, timeout time.Duration) error {
+	c, err := ns.DialFrom(src, "tcp", dst, secret, timeout)
 	var ne net.Error
 	switch {
 	case err == nil:
