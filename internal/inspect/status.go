@@ -19,6 +19,7 @@ import (
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/ao"
 	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
@@ -28,9 +29,11 @@ var ProcNames = []string{"sshd-md5-socket", "sshd"}
 
 // Listener is one listening TCP socket and the keys it carries.
 type Listener struct {
-	Local    string   `json:"local"`
-	PID      int      `json:"pid"`
-	Process  string   `json:"process"`
+	Local   string `json:"local"`
+	PID     int    `json:"pid"`
+	Process string `json:"process"`
+	// Backend is "TCP-MD5" or "TCP-AO", as read from the socket.
+	Backend  string   `json:"backend"`
 	Keys     int      `json:"keys"`
 	Prefixes []string `json:"prefixes"`
 	// Fingerprints of the keys by prefix (as in Prefixes), read back
@@ -114,6 +117,8 @@ func Status(w io.Writer, asJSON bool) error {
 			switch {
 			case l.Error != "":
 				fmt.Fprintf(w, "keys unknown: %s\n", l.Error)
+			case l.Keys == 0 && l.Backend == "TCP-AO" && l.Unprotected == "":
+				fmt.Fprintf(w, "TCP-AO, sealed, 0 keys: takes no one\n")
 			case l.Keys == 0 && !l.ProtectedPort:
 				fmt.Fprintf(w, "0 keys: takes unsigned connections (a port sshd-md5-socket does not serve)\n")
 			case l.Keys == 0:
@@ -128,7 +133,11 @@ func Status(w io.Writer, asJSON bool) error {
 					more = fmt.Sprintf(", ... %d more", len(ps)-show)
 					ps = ps[:show]
 				}
-				fmt.Fprintf(w, "%d keys: %s%s\n", l.Keys, strings.Join(ps, ", "), more)
+				kind := ""
+				if l.Backend == "TCP-AO" {
+					kind = " TCP-AO" // TCP-MD5 keys print as before
+				}
+				fmt.Fprintf(w, "%d%s keys: %s%s\n", l.Keys, kind, strings.Join(ps, ", "), more)
 			}
 			printFingerprints(w, l)
 		}
@@ -352,6 +361,23 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 		l.Error = err.Error()
 		return l, true
 	}
+	l.Backend = "TCP-MD5"
+	sealed := false
+	if len(keys) == 0 {
+		// No TCP-MD5 key: a TCP-AO socket, if it is sealed
+		// (ao_required) or has TCP-AO keys.
+		aoKeys, err := ao.Backend.Keys(ts)
+		switch {
+		case err == nil:
+			sealed = ao.Backend.Uncovered(ts, nil) == nil
+			if sealed || len(aoKeys) > 0 {
+				l.Backend, keys = "TCP-AO", aoKeys
+			}
+		case !ao.NoKey(err) && !errors.Is(err, ao.ErrNoKernel):
+			l.Error = err.Error()
+			return l, true
+		}
+	}
 	l.Keys = len(keys)
 	l.Prefixes = []string{}
 	l.Fingerprints = map[string]string{}
@@ -359,6 +385,12 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 		l.Prefixes = append(l.Prefixes, k.String())
 		l.Fingerprints[k.String()] = fingerprint.Of(k.Secret)
 		clear(k.Secret)
+	}
+	if l.Backend == "TCP-AO" {
+		if !sealed {
+			l.Unprotected = "peers without a TCP-AO key unsigned (not sealed with ao_required)"
+		}
+		return l, true
 	}
 	if _, unc := s.Cover(keys); len(unc) > 0 {
 		var names []string

@@ -13,18 +13,30 @@ import (
 
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/ao"
 	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
 
-// Backend is the signature every listener gets: TCP-MD5, the only one the
-// kernel offers sshd today.
-var Backend tcpsig.Backend = md5.Backend
+// The backends a listener can get: TCP-MD5 for [peers] entries with key
+// or key_file, TCP-AO for entries with ao. The keyring holds one backend
+// per peer family, so a socket taking one family has one.
+var (
+	MD5 tcpsig.Backend = md5.Backend
+	AO  tcpsig.Backend = ao.Backend
+)
+
+// aoSupported is ao.Supported; a variable so that tests can word a
+// kernel that lacks TCP-AO on one that has it.
+var aoSupported = ao.Supported
 
 // Peer is one [peers] entry with the key it becomes.
 type Peer struct {
 	keyring.Peer
-	// Key is the key to install; bound to no interface when Err is set.
+	// Key is the key to install (the first of Keys, for a TCP-AO entry);
+	// bound to no interface when Err is set.
 	Key tcpsig.Key
+	// Keys are the entry's keys: one TCP-MD5 key or its TCP-AO keys.
+	Keys []tcpsig.Key
 	// Err is why the entry cannot be installed (a missing interface, or
 	// one a key cannot be bound to), worded with the entry and the fix.
 	Err error
@@ -59,18 +71,40 @@ func Make(path string, kr *keyring.Keyring) *Plan {
 	if len(kr.Peers) == 0 {
 		p.Refusals = append(p.Refusals, fmt.Errorf("keyring %s has no [peers]: nothing to sign incoming connections with; add [peers.\"0.0.0.0/0\"] and [peers.\"::/0\"]", path))
 	}
+	var aoEntry *keyring.Peer
+	for _, e := range kr.Peers {
+		if e.IsAO() && aoEntry == nil {
+			aoEntry = &e
+		}
+	}
+	// Before anything is opened: a kernel without TCP-AO would fail the
+	// first key, and the port must not be opened half keyed.
+	if aoEntry != nil {
+		if err := aoSupported(); err != nil {
+			p.Refusals = append(p.Refusals, fmt.Errorf("%s: %w", aoEntry.Where(path), err))
+		}
+	}
 	for _, e := range kr.Peers {
 		// The kernel says a key cannot be bound to an interface only when
-		// it is set; ask now, before anything is installed.
+		// it is set; ask now, before anything is installed. TCP-AO binds
+		// keys to the same kind of interface (an L3 master) as TCP-MD5.
 		ifx, err := e.Ifindex(path, md5.CheckBindable)
 		if err != nil {
 			p.Refusals = append(p.Refusals, err)
 		}
-		k := e.Key(ifx)
-		p.Peers = append(p.Peers, Peer{Peer: e, Key: k, Err: err})
-		p.Keys = append(p.Keys, k)
+		keys := e.Keys(ifx)
+		p.Peers = append(p.Peers, Peer{Peer: e, Key: keys[0], Keys: keys, Err: err})
+		p.Keys = append(p.Keys, keys...)
 	}
 	return p
+}
+
+// Name gives a TCP-AO key's [peers] name, or "" (TCP-MD5 keys have none).
+func Name(k tcpsig.Key) string {
+	if k.AO == nil {
+		return ""
+	}
+	return k.AO.Name
 }
 
 // Err is the first reason to refuse the keyring as a whole, or nil.
@@ -95,12 +129,34 @@ type Listener struct {
 	Err error
 }
 
-// For plans the listening socket s.
+// For plans the listening socket s: TCP-AO when the keys of the families
+// it takes are TCP-AO ones, else TCP-MD5.
 func (p *Plan) For(s tcpsig.Socket) Listener {
-	l := Listener{Socket: s, Backend: Backend}
+	l := Listener{Socket: s, Backend: MD5}
 	l.Apply, l.Uncovered = s.Cover(p.Keys)
-	if err := Backend.Uncovered(s, p.Keys); err != nil {
-		l.Err = Word(err)
+	var md5Key, aoKey *tcpsig.Key
+	for i, k := range l.Apply {
+		if k.AO != nil && aoKey == nil {
+			aoKey = &l.Apply[i]
+		} else if k.AO == nil && md5Key == nil {
+			md5Key = &l.Apply[i]
+		}
+	}
+	switch {
+	case aoKey != nil && md5Key != nil:
+		// The keyring allows one backend per family; a dual-stack socket
+		// takes both families, and one socket cannot carry TCP-MD5 keys
+		// and be sealed for TCP-AO.
+		l.Err = fmt.Errorf("the socket takes %s peers, and the keyring signs one family with TCP-MD5 (%s) and the other with TCP-AO (%s); one socket cannot do both: listen on each family apart (-l 0.0.0.0:PORT -l [::]:PORT)",
+			s.Families(), md5Key.Prefix, aoKey.Prefix)
+	case aoKey != nil:
+		// Sealed (ao_required) when keyed: no peer of any family gets in
+		// unsigned, whatever the prefixes.
+		l.Backend, l.Uncovered = AO, nil
+	default:
+		if err := MD5.Uncovered(s, p.Keys); err != nil {
+			l.Err = Word(err)
+		}
 	}
 	return l
 }

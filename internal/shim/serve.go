@@ -19,6 +19,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
+	"github.com/sshmd5/sshmd5/internal/plan"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
 	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 )
@@ -30,6 +31,7 @@ type inetd struct {
 	served   atomic.Int64
 	kids     *children
 	children sync.WaitGroup
+	sessions sessions // TCP-AO connections, by key, for revocation
 }
 
 func (s *server) serveInetd(ctx context.Context) error {
@@ -123,12 +125,12 @@ func (d *inetd) acceptLoop(ctx context.Context, l *listener) {
 			continue
 		}
 		delay = 0
-		d.handle(c.(*net.TCPConn))
+		d.handle(l, c.(*net.TCPConn))
 	}
 }
 
 // handle checks one accepted connection and starts a child for it.
-func (d *inetd) handle(c *net.TCPConn) {
+func (d *inetd) handle(l *listener, c *net.TCPConn) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		c.Close()
@@ -136,9 +138,18 @@ func (d *inetd) handle(c *net.TCPConn) {
 	}
 	fd := rawFD(rc)
 	peer, who := peerOf(fd)
-	keyed, err := connKeyed(fd)
+	var signer *tcpsig.Key // TCP-AO: the key the peer signs with
+	keyed := false
+	if l.backend == plan.AO {
+		d.mu.Lock()
+		signer, err = aoSigner(fd, peer.Addr(), d.keys)
+		d.mu.Unlock()
+		keyed = signer != nil
+	} else {
+		keyed, err = connKeyed(fd)
+	}
 	if err != nil {
-		d.log.Printf("closed connection from %s: cannot check its TCP-MD5 key: %v", who, err)
+		d.log.Printf("closed connection from %s: cannot check its %s key: %v", who, l.backend.Name(), err)
 		c.Close()
 		return
 	}
@@ -156,6 +167,20 @@ func (d *inetd) handle(c *net.TCPConn) {
 	d.mu.Lock()
 	match := d.matched(peer.Addr())
 	d.mu.Unlock()
+	if signer != nil {
+		match += ", TCP-AO key " + signer.String()
+	}
+	// Kept to end the session if its key is revoked: shutdown acts on
+	// the connection, whichever process holds it.
+	var conn *os.File
+	if signer != nil {
+		if conn, err = c.File(); err != nil {
+			d.kids.done(kid)
+			d.log.Printf("closed connection from %s: %v", who, err)
+			c.Close()
+			return
+		}
+	}
 	// File dups the socket without close-on-exec only in the child (as
 	// stdin/stdout); every other fd of ours, listeners included, is
 	// close-on-exec.
@@ -164,6 +189,9 @@ func (d *inetd) handle(c *net.TCPConn) {
 	if err != nil {
 		d.kids.done(kid)
 		d.log.Printf("closed connection from %s: %v", who, err)
+		if conn != nil {
+			conn.Close()
+		}
 		return
 	}
 	cmd := exec.Command(d.cfg.Command[0], d.cfg.Command[1:]...)
@@ -173,16 +201,29 @@ func (d *inetd) handle(c *net.TCPConn) {
 	if err != nil {
 		d.kids.done(kid)
 		d.log.Printf("closed connection from %s: starting %s: %v", who, d.cfg.Command[0], err)
+		if conn != nil {
+			conn.Close()
+		}
 		return
 	}
 	d.served.Add(1)
 	d.kids.started(kid, cmd.Process.Pid)
+	var ss *session
+	if signer != nil {
+		ss = &session{key: signer.Public(), pid: cmd.Process.Pid, peer: who, conn: conn}
+		d.sessions.add(ss)
+	}
 	d.log.Printf("connection from %s (peers %s) -> %s pid %d", who, match, baseName(d.cfg.Command[0]), cmd.Process.Pid)
 	d.children.Add(1)
 	go func() {
 		defer d.children.Done()
 		// sshd logs its own outcome to stderr.
-		reap(cmd.Process, func() { d.kids.done(kid) })
+		reap(cmd.Process, func() {
+			d.kids.done(kid)
+			if ss != nil {
+				d.sessions.remove(ss)
+			}
+		})
 	}()
 }
 
@@ -198,8 +239,16 @@ func (d *inetd) reload() {
 	keys := pl.Keys
 	logWarnings(d.log, "reload: ", pl.Ring)
 	for _, l := range d.lns {
-		if lp := pl.For(l.sock); lp.Err != nil {
+		lp := pl.For(l.sock)
+		if lp.Err != nil {
 			d.log.Printf("reload: %s: keyring %s: %v; keeping the previous keys", l.name, d.cfg.Keyring, lp.Err)
+			return
+		}
+		if lp.Backend != l.backend {
+			// One socket cannot go from one backend to the other with
+			// every peer keyed throughout; a new socket can.
+			d.log.Printf("reload: %s: keyring %s moves this listener from %s to %s, which needs a new socket; keeping the previous keys. Restart sshd-md5-socket (systemctl restart sshd-md5): it replaces the socket, and the port is closed, never open, for that moment",
+				l.name, d.cfg.Keyring, l.backend.Name(), lp.Backend.Name())
 			return
 		}
 	}
@@ -235,6 +284,7 @@ func (d *inetd) reload() {
 	d.mu.Lock()
 	d.keys, d.peers = keys, pl.Ring.Peers
 	d.mu.Unlock()
+	d.revoke(keys)
 	added, removed, changed := tcpsig.Compare(old, keys)
 	d.log.Printf("reload: %d key(s) from %s in force: +%d -%d prefixes, %d key(s) changed%s",
 		len(keys), d.cfg.Keyring, len(added), len(removed), len(changed), prefixList(added, removed))

@@ -121,6 +121,34 @@ func (l *listener) rekey(keys []tcpsig.Key) (tcpsig.Diff, error) {
 	return d, nil
 }
 
+// errForeign means a socket carries keys of the other backend: the
+// keyring moved its family between TCP-MD5 and TCP-AO since the socket was
+// keyed, and the kernel keeps the two apart on one socket (an MD5 key
+// blocks ao_required).
+var errForeign = errors.New("the socket carries keys of the other signature backend")
+
+// foreign is errForeign (wrapped, naming both) when the listener's socket
+// carries keys of a backend other than its own.
+func (l *listener) foreign() error {
+	other := plan.MD5
+	if l.backend == plan.MD5 {
+		other = plan.AO
+	}
+	keys, err := other.Keys(l.sock)
+	// A kernel without TCP-AO, or a socket that never had a TCP-AO key,
+	// says so with an error: nothing foreign.
+	if err != nil && !errors.Is(err, tcpsig.ErrTooManyToRead) {
+		return nil
+	}
+	for _, k := range keys {
+		clear(k.Secret)
+	}
+	if err == nil && len(keys) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: it has %s keys from an earlier run and the keyring now signs its peers with %s", errForeign, other.Name(), l.backend.Name())
+}
+
 // server holds the state of one run.
 type server struct {
 	cfg   Config
@@ -262,13 +290,24 @@ func (s *server) start(ctx context.Context) error {
 	for _, l := range s.lns {
 		// Reconcile refuses an uncovered socket too; the plan says so
 		// first, in the words check uses.
-		if lp := pl.For(l.sock); lp.Err != nil {
+		lp := pl.For(l.sock)
+		if lp.Err != nil {
 			return fmt.Errorf("keying %s: %w", l.name, lp.Err)
+		}
+		if l.backend == nil {
+			l.backend = lp.Backend
 		}
 	}
 	for i, l := range s.lns {
-		d, err := l.rekey(s.keys)
-		if errors.Is(err, tcpsig.ErrTooManyToRead) && l.stored {
+		var d tcpsig.Diff
+		err := l.foreign()
+		if err == nil {
+			d, err = l.rekey(s.keys)
+		}
+		if errors.Is(err, errForeign) && !l.stored {
+			return fmt.Errorf("keying %s: %w; this socket came from a .socket unit: stop the unit and the service together (systemctl stop NAME.socket NAME.service) and start them again, or let the shim open its socket itself with -l, as the units in contrib/systemd do", l.name, err)
+		}
+		if (errors.Is(err, tcpsig.ErrTooManyToRead) || errors.Is(err, errForeign)) && l.stored {
 			// Past the read-back limit the stale keys of the last run
 			// cannot be found; a new socket has exactly ours. The port is
 			// closed (not open) for the moment in between.
@@ -339,10 +378,11 @@ func (s *server) listenOrReuse(ctx context.Context, stored []*os.File) error {
 		}
 		// ListenControl would refuse it too, inside the kernel path; the
 		// plan refuses first, in check's words.
-		if lp := s.plan.For(la.Socket); lp.Err != nil {
+		lp := s.plan.For(la.Socket)
+		if lp.Err != nil {
 			return fmt.Errorf("listening on %s: keyring %s: %w", addr, s.cfg.Keyring, lp.Err)
 		}
-		l, err := s.listen(ctx, network, addr)
+		l, err := s.listen(ctx, network, addr, lp.Backend)
 		if err != nil {
 			return err
 		}
@@ -369,7 +409,7 @@ func (s *server) replace(ctx context.Context, l *listener) (*listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	nl, err := s.listen(ctx, la.Network, la.String())
+	nl, err := s.listen(ctx, la.Network, la.String(), s.plan.For(la.Socket).Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -433,9 +473,9 @@ func loadKeys(path string) (*plan.Plan, error) {
 
 // listen opens one listener with its keys set before bind and listen, so
 // that no peer can ever complete a handshake unsigned.
-func (s *server) listen(ctx context.Context, network, addr string) (*listener, error) {
-	lc := net.ListenConfig{Control: md5.ListenControl(s.keys)}
-	// MPTCP sockets cannot carry TCP-MD5 keys.
+func (s *server) listen(ctx context.Context, network, addr string, b tcpsig.Backend) (*listener, error) {
+	lc := net.ListenConfig{Control: tcpsig.ListenControl(b, s.keys)}
+	// MPTCP sockets cannot carry TCP-MD5 or TCP-AO keys.
 	lc.SetMultipathTCP(false)
 	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
@@ -463,7 +503,7 @@ func (s *server) listen(ctx context.Context, network, addr string) (*listener, e
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	// ListenControl put exactly these on the new socket.
-	l := &listener{name: ln.Addr().String(), listen: addr, sock: sock, ln: ln, own: true}
+	l := &listener{name: ln.Addr().String(), listen: addr, sock: sock, backend: b, ln: ln, own: true}
 	l.shadow.Assume(sock, s.keys)
 	return l, nil
 }

@@ -1,0 +1,116 @@
+//go:build linux
+
+package shim
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sshmd5/sshmd5/internal/plan"
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/ao"
+)
+
+// A TCP-AO connection keeps the keys it was accepted with: removing a key
+// from the listener stops new connections, not open ones. So the shim
+// remembers which key signs each connection it served, and a reload that
+// leaves a name with no key at all ends that name's sessions (revocation).
+// A reload that leaves the name another key (a rollover) ends nothing.
+
+// session is one served TCP-AO connection.
+type session struct {
+	key  tcpsig.Key // public: no secret
+	pid  int        // the sshd serving it
+	peer string
+	conn *os.File // a dup of the connection, to shut it down
+}
+
+type sessions struct {
+	mu  sync.Mutex
+	all []*session
+}
+
+func (ss *sessions) add(s *session) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.all = append(ss.all, s)
+}
+
+func (ss *sessions) remove(s *session) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if i := slices.Index(ss.all, s); i >= 0 {
+		ss.all = slices.Delete(ss.all, i, i+1)
+	}
+	s.conn.Close()
+}
+
+// revoke ends the sessions whose key's name has no key in keys.
+func (d *inetd) revoke(keys []tcpsig.Key) {
+	names := map[string]bool{}
+	for _, k := range keys {
+		if n := plan.Name(k); n != "" {
+			names[n] = true
+		}
+	}
+	d.sessions.mu.Lock()
+	var gone []*session
+	for _, s := range d.sessions.all {
+		if !names[plan.Name(s.key)] {
+			gone = append(gone, s)
+		}
+	}
+	d.sessions.mu.Unlock()
+	ended := map[string]int{}
+	for _, s := range gone {
+		// shutdown ends the TCP connection for every process holding it
+		// (sshd's session child as well); the signal makes the sshd
+		// serving it exit now rather than on its next write.
+		if err := unix.Shutdown(int(s.conn.Fd()), unix.SHUT_RDWR); err != nil {
+			d.log.Printf("reload: revoking %s: shutting down the connection from %s: %v", s.key, s.peer, err)
+		}
+		_ = syscall.Kill(s.pid, syscall.SIGTERM)
+		ended[plan.Name(s.key)]++
+		d.log.Printf("reload: key %s revoked: ended its session from %s (sshd pid %d)", s.key, s.peer, s.pid)
+	}
+	for name, n := range ended {
+		d.log.Printf("reload: %s has no key any more: %d open session(s) ended", name, n)
+	}
+}
+
+// aoSigner finds, among keys, the TCP-AO key an accepted connection is
+// signed with: the one whose prefix holds the peer and whose IDs are the
+// connection's current key. nil with no error means the connection has no
+// TCP-AO key (it completed before the listener had keys).
+func aoSigner(fd int, peer netip.Addr, keys []tcpsig.Key) (*tcpsig.Key, error) {
+	send, recv, err := ao.Current(fd)
+	if err != nil {
+		if ao.NoKey(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	peer = peer.Unmap()
+	var best *tcpsig.Key
+	for i, k := range keys {
+		if k.AO == nil || k.AO.SendID != send || k.AO.RecvID != recv || !k.Prefix.Contains(peer) {
+			continue
+		}
+		if best == nil || k.Prefix.Bits() > best.Prefix.Bits() {
+			best = &keys[i]
+		}
+	}
+	if best == nil {
+		// Signed, but by a key this process does not know (removed by a
+		// reload racing the accept): serve nothing it cannot revoke.
+		return nil, fmt.Errorf("signed with TCP-AO key send_id %d, recv_id %d, which the keyring no longer holds", send, recv)
+	}
+	k := best.Public()
+	return &k, nil
+}
