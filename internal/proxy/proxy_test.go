@@ -84,21 +84,9 @@ func keyedListener(t *testing.T, secret md5.Secret) (*testnet.NS, net.Listener) 
 // every IPv4 peer.
 func keyedListenerAt(t *testing.T, ns *testnet.NS, addr netip.Addr, secret md5.Secret) net.Listener {
 	t.Helper()
-	var ln net.Listener
-	err := ns.Do(func() error {
-		lc := net.ListenConfig{Control: md5.ListenControl([]md5.Key{
-			{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: secret},
-		})}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(addr, 0).String())
-		return err
+	return ns.Listen(t, "tcp4", netip.AddrPortFrom(addr, 0).String(), []md5.Key{
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: secret},
 	})
-	if err != nil {
-		t.Fatalf("keyed listener: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
 }
 
 // dialIn runs Dial inside ns. A literal address is dialled on the calling
