@@ -196,6 +196,15 @@ func (e *env) ssh(host netip.Addr, port int, keyring string, command ...string) 
 	return string(out), err
 }
 
+// login logs in from the client namespace through ssh-md5-proxy with
+// keyring and runs echo, failing the test with what unless it works.
+func (e *env) login(host netip.Addr, port int, keyring, what string) {
+	e.t.Helper()
+	if out, err := e.ssh(host, port, keyring, "echo", "login-ok"); err != nil || !strings.Contains(out, "login-ok") {
+		e.t.Fatalf("%s: %v: %s", what, err, out)
+	}
+}
+
 // listenerKeys reads back, through the kernel, the keys on every listening
 // socket of process pid: local address -> prefix -> secret. It takes a
 // copy of each socket with pidfd_getfd; the secrets are only compared.

@@ -65,10 +65,7 @@ func TestPendingLimits(t *testing.T) {
 		p.WaitLog(`serving`, 10*time.Second)
 		held := hold(addr, 3)
 		refused(p, addr, `3 unauthenticated connections from `+regexp.QuoteMeta(hl.AddrB4.String())+`/32 already \(--per-source-max-startups 3\)`)
-		out, err := e.ssh(e.link.AddrA4, port, clientKeyring, "echo", "login-ok")
-		if err != nil || !strings.Contains(out, "login-ok") {
-			t.Fatalf("another key holder, while the hog holds its 3: %v: %s", err, out)
-		}
+		e.login(e.link.AddrA4, port, clientKeyring, "another key holder, while the hog holds its 3")
 		// A slot of the hog's frees once its sshd is gone.
 		held[0].Close()
 		waitServed(t, hog, addr, k, "the hog's freed slot never came back")
