@@ -55,8 +55,9 @@ func requireBinary(t testing.TB, name string) string {
 	return p
 }
 
-// randHex returns n random bytes in hex, for unique names.
-func randHex(n int) string {
+// RandHex returns n random bytes in hex, for unique names (namespaces,
+// interfaces, files).
+func RandHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
 	return hex.EncodeToString(b)
@@ -77,7 +78,7 @@ func NewNS(t testing.TB, label string) *NS {
 	t.Helper()
 	RequireRoot(t)
 	requireBinary(t, "ip")
-	name := "smd" + randHex(4)
+	name := "smd" + RandHex(4)
 	if l := labelClean.ReplaceAllString(label, ""); l != "" {
 		name += "-" + l
 	}
@@ -215,7 +216,7 @@ func pickNet() [2]byte {
 // and waits until both ends are up.
 func Connect(t testing.TB, a, b *NS) *Link {
 	t.Helper()
-	id := "smd" + randHex(4) // + "a"/"b": 12 chars, under IFNAMSIZ-1 = 15
+	id := "smd" + RandHex(4) // + "a"/"b": 12 chars, under IFNAMSIZ-1 = 15
 	n := pickNet()
 	l := &Link{
 		A: a, B: b, IfA: id + "a", IfB: id + "b",
