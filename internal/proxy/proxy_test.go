@@ -89,6 +89,19 @@ func keyedListenerAt(t *testing.T, ns *testnet.NS, addr netip.Addr, secret md5.S
 	})
 }
 
+// serveOne accepts one connection on ln in the background and hands it
+// to serve, closing it when serve returns.
+func serveOne(ln net.Listener, serve func(c net.Conn)) {
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
+}
+
 // dialIn runs Dial inside ns. A literal address is dialled on the calling
 // goroutine, so the socket is created in the namespace.
 func dialIn(ns *testnet.NS, o Options) (c *net.TCPConn, err error) {
@@ -205,18 +218,13 @@ func TestCheckFDPass(t *testing.T) {
 // half-close at stdin EOF and keep reading.
 func TestCopyHalfClose(t *testing.T) {
 	ns, ln := keyedListener(t, md5.Secret(testSecret))
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	serveOne(ln, func(c net.Conn) {
 		h := sha256.New()
 		if _, err := io.Copy(h, c); err != nil {
 			return
 		}
 		fmt.Fprintf(c, "%x\n", h.Sum(nil))
-	}()
+	})
 	conn := dialTestKey(t, ns, ln)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	r, w, err := os.Pipe()

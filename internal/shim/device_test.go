@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,8 +24,7 @@ import (
 func TestBoundDeviceListener(t *testing.T) {
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k, "::/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k, "::/0": k})
 	var ln net.Listener
 	err := e.server.Do(func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
@@ -71,8 +69,7 @@ func TestBoundDeviceListener(t *testing.T) {
 func TestLinkLocalPeer(t *testing.T) {
 	e := newEnv(t)
 	k4, k6 := e.secret(), e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k4, "::/0": k6})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k4, "::/0": k6})
 	// Fixed link-local addresses without DAD, usable at once.
 	e.server.Run(t, "ip", "-6", "addr", "add", "fe80::a/64", "dev", e.link.IfA, "nodad")
 	e.client.Run(t, "ip", "-6", "addr", "add", "fe80::b/64", "dev", e.link.IfB, "nodad")

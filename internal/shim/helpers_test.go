@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -86,6 +87,15 @@ func (e *env) writeKeyring(path string, peers map[string][]byte) {
 	}
 	slices.SortFunc(kr.Peers, func(a, b testnet.Entry) int { return strings.Compare(a.Name, b.Name) })
 	kr.Write(e.t, path)
+}
+
+// keyring writes the server keyring keyring.toml in the test's directory
+// with inline keys for peers and returns its path.
+func (e *env) keyring(peers map[string][]byte) string {
+	e.t.Helper()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	e.writeKeyring(kr, peers)
+	return kr
 }
 
 func (e *env) writeFile(path, text string) {

@@ -23,8 +23,7 @@ import (
 // with tracefs (or tfs = a folder without it, for the fallback).
 func (e *env) knockShim(tfs string, k []byte, extra ...string) *testnet.Proc {
 	e.t.Helper()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k, "::/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k, "::/0": k})
 	e.t.Setenv(knock.TracefsEnv, tfs)
 	args := append([]string{"-k", kr, "-l", "[::]:" + strconv.Itoa(port)}, extra...)
 	p := e.start(nil, e.shim, append(append(args, "--"), e.sshd.InetdArgs()...)...)

@@ -5,7 +5,6 @@ package shim_test
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,8 +18,7 @@ import (
 func TestMaxConns(t *testing.T) {
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-conns", "2", "--"}, e.sshd.InetdArgs()...)...)
 	p.WaitLog(`at most 2 at a time`, 10*time.Second)
@@ -54,8 +52,7 @@ func TestMaxConns(t *testing.T) {
 func TestNoZombiesNoFDLeak(t *testing.T) {
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	// One source, 8 connections at a time, none authenticating, and a
 	// closed one counts until its sshd has exited: past the default
@@ -122,8 +119,7 @@ func TestThreadsBounded(t *testing.T) {
 	const most = 30
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-conns", strconv.Itoa(n),
 		// Silent connections are unauthenticated: let them all in.

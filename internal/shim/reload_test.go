@@ -148,8 +148,7 @@ func TestReload(t *testing.T) {
 func TestSIGTERM(t *testing.T) {
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
 	p.WaitLog(`serving`, 10*time.Second)
@@ -259,8 +258,7 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 	e := newEnv(t)
 	e.server.Run(t, "sysctl", "-qw", "net.core.optmem_max=4194304")
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, manyPeers(5000, e.secret(), map[string][]byte{"0.0.0.0/0": k}))
+	kr := e.keyring(manyPeers(5000, e.secret(), map[string][]byte{"0.0.0.0/0": k}))
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
 	// "ip netns exec" is the process until it execs the shim; a HUP to
@@ -414,8 +412,7 @@ func TestStoredSocketPastReadBackLimit(t *testing.T) {
 func TestStoredSocketsMatchedToListen(t *testing.T) {
 	e := newEnv(t)
 	k1, stale := e.secret(), e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k1})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k1})
 	keep, drop := hostPort(e.link.AddrA4, port), hostPort(e.link.AddrA4, port+1)
 	clientNet := netip.MustParsePrefix(e.link.AddrB4.String() + "/32")
 	var files []*os.File

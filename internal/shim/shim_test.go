@@ -26,8 +26,7 @@ func TestInetdDualStack(t *testing.T) {
 	k4, k6, kc := e.secret(), e.secret(), e.secret()
 	clientNet := netip.PrefixFrom(e.link.AddrB4, 32).String()
 	peers := map[string][]byte{"0.0.0.0/0": k4, "::/0": k6, clientNet: kc}
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, peers)
+	kr := e.keyring(peers)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", "[::]:" + strconv.Itoa(port), "--"}, e.sshd.InetdArgs()...)...)
 	p.WaitLog(`serving .* in inetd mode`, 10*time.Second)
 
@@ -58,8 +57,7 @@ func TestSystemdActivation(t *testing.T) {
 			e := newEnv(t)
 			k := e.secret()
 			peers := map[string][]byte{"0.0.0.0/0": k}
-			kr := filepath.Join(e.dir, "keyring.toml")
-			e.writeKeyring(kr, peers)
+			kr := e.keyring(peers)
 			addr := hostPort(e.link.AddrA4, port)
 			argv := e.sshd.InetdArgs()
 			if mode == "listener" {
@@ -97,8 +95,7 @@ func TestQueuedUnsignedClosed(t *testing.T) {
 			e := newEnv(t)
 			k := e.secret()
 			peers := map[string][]byte{"0.0.0.0/0": k}
-			kr := filepath.Join(e.dir, "keyring.toml")
-			e.writeKeyring(kr, peers)
+			kr := e.keyring(peers)
 			addr := hostPort(e.link.AddrA4, port)
 			ln := e.server.Listen(t, "tcp4", addr, nil)
 			c, err := e.dial(addr, nil, 5*time.Second)

@@ -4,7 +4,6 @@ package shim_test
 
 import (
 	"net"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,8 +24,7 @@ func TestPendingLimits(t *testing.T) {
 	hog := testnet.NewNS(t, "hog")
 	hl := testnet.Connect(t, e.server, hog)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	clientKeyring := e.keyFile(k)
 
 	// hold opens n silent signed connections from the hog, each served
