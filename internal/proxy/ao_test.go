@@ -278,34 +278,31 @@ func (errTimeout) Error() string { return "i/o timeout" }
 func (errTimeout) Timeout() bool { return true }
 
 // TestProbeTextAO: probe names the backend and the TCP-AO key that worked
-// by name, IDs and MAC; no fingerprint, no bytes.
+// by name, IDs, MAC and its AOKEY fingerprint; never by its bytes.
 func TestProbeTextAO(t *testing.T) {
 	r := ProbeResult{Host: "db", Port: "22", KeyName: "hosts.db", Keys: 2, KeyIndex: 2, Backend: "TCP-AO",
-		Address: "192.0.2.7:22", AO: &ProbeAO{Name: "alice-old", SendID: 1, RecvID: 101, Algorithm: "hmac(sha256)", MACLen: 12}}
+		Address: "192.0.2.7:22", KeyFingerprint: "AOKEY:SHA256:f", AO: &ProbeAO{Name: "alice-old", SendID: 1, RecvID: 101, Algorithm: "hmac(sha256)", MACLen: 12}}
 	r.Signed.OK, r.Signed.Banner, r.Signed.HostKeyType, r.Signed.Fingerprint = true, "SSH-2.0-OpenSSH_9.2", "ssh-ed25519", "SHA256:x"
 	text := r.Text()
 	for _, want := range []string{
 		"probe db port 22 (TCP-AO key from hosts.db)\n",
-		"\n          host key ssh-ed25519 SHA256:x\n          TCP-AO key 2 of 2: alice-old (send_id 1, recv_id 101, hmac(sha256), 12-byte MAC)\n",
+		"\n          host key ssh-ed25519 SHA256:x\n          TCP-AO key 2 of 2: alice-old (send_id 1, recv_id 101, hmac(sha256), 12-byte MAC) AOKEY:SHA256:f\n",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text lacks %q:\n%s", want, text)
 		}
 	}
 	r.Keys, r.KeyIndex = 1, 1
-	if want := "\n          TCP-AO key alice-old (send_id 1, recv_id 101, hmac(sha256), 12-byte MAC)\n"; !strings.Contains(r.Text(), want) {
+	if want := "\n          TCP-AO key alice-old (send_id 1, recv_id 101, hmac(sha256), 12-byte MAC) AOKEY:SHA256:f\n"; !strings.Contains(r.Text(), want) {
 		t.Errorf("one key: text lacks %q:\n%s", want, r.Text())
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"backend":"TCP-AO"`, `"ao":{"name":"alice-old","send_id":1,"recv_id":101,"algorithm":"hmac(sha256)","mac_len":12}`} {
+	for _, want := range []string{`"key_fingerprint":"AOKEY:SHA256:f"`, `"backend":"TCP-AO"`, `"ao":{"name":"alice-old","send_id":1,"recv_id":101,"algorithm":"hmac(sha256)","mac_len":12}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s: %s", want, b)
 		}
-	}
-	if strings.Contains(string(b), `"key_fingerprint"`) {
-		t.Errorf("JSON has a fingerprint for a TCP-AO key: %s", b)
 	}
 }

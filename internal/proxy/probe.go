@@ -39,8 +39,8 @@ type ProbeResult struct {
 	// Backend is "TCP-MD5" or "TCP-AO": that of the key that connected,
 	// else that of the entry's keys ("TCP-MD5 or TCP-AO" for a mix).
 	Backend string `json:"backend"`
-	// AO names the TCP-AO key that connected: never its bytes, and no
-	// fingerprint (there is none for TCP-AO keys yet). Nil for TCP-MD5
+	// AO names the TCP-AO key that connected, by name, IDs and MAC (its
+	// fingerprint is KeyFingerprint, AOKEY:SHA256:...). Nil for TCP-MD5
 	// and when no key connected.
 	AO     *ProbeAO `json:"ao,omitempty"`
 	OK     bool     `json:"ok"`
@@ -90,6 +90,7 @@ func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeR
 	r.KeyIndex, r.Backend = i+1, k.Backend()
 	if k.AO != nil {
 		r.AO = &ProbeAO{Name: k.AO.Name, SendID: k.AO.SendID, RecvID: k.AO.RecvID, Algorithm: k.AO.Algorithm, MACLen: k.AO.MACLen}
+		r.KeyFingerprint = fingerprint.OfAO(k.Secret)
 	} else {
 		r.KeyFingerprint = fingerprint.Of(k.Secret)
 	}
@@ -202,7 +203,7 @@ func (r ProbeResult) Text() string {
 			if r.AO.Name != "" {
 				name = r.AO.Name + " "
 			}
-			which = fmt.Sprintf("%s(send_id %d, recv_id %d, %s, %d-byte MAC)", name, r.AO.SendID, r.AO.RecvID, r.AO.Algorithm, r.AO.MACLen)
+			which = fmt.Sprintf("%s(send_id %d, recv_id %d, %s, %d-byte MAC) %s", name, r.AO.SendID, r.AO.RecvID, r.AO.Algorithm, r.AO.MACLen, r.KeyFingerprint)
 		}
 		if r.Keys > 1 {
 			fmt.Fprintf(&b, "          %s key %d of %d: %s\n", r.Backend, r.KeyIndex, r.Keys, which)

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
 	"github.com/sshmd5/sshmd5/internal/proxy"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
 	"github.com/sshmd5/sshmd5/internal/tcpsig/ao"
@@ -398,7 +399,7 @@ func TestProxyAOProbe(t *testing.T) {
 	for _, re := range []string{
 		`(?m)^probe \S+ port \d+ \(TCP-AO key from hosts\.srv\)$`,
 		`(?m)^          banner SSH-2\.0-OpenSSH_`,
-		`(?m)^          host key ssh-ed25519 SHA256:\S+\n          TCP-AO key 2 of 2: alice-old \(send_id 1, recv_id 101, hmac\(sha256\), 12-byte MAC\)$`,
+		`(?m)^          host key ssh-ed25519 SHA256:\S+\n          TCP-AO key 2 of 2: alice-old \(send_id 1, recv_id 101, hmac\(sha256\), 12-byte MAC\) ` + regexp.QuoteMeta(fingerprint.OfAO(oldKey.secret)) + `$`,
 		`(?m)^unsigned: no answer within 1s, as it should be`,
 		`(?m)^ok: the server takes signed connections only$`,
 	} {
@@ -418,7 +419,7 @@ func TestProxyAOProbe(t *testing.T) {
 		t.Fatalf("probe --json: %v\n%s", err, out)
 	}
 	if !r.OK || r.Backend != "TCP-AO" || r.KeyIndex != 2 || r.Keys != 2 || r.AO == nil ||
-		r.AO.Name != "alice-old" || r.AO.SendID != 1 || r.AO.RecvID != 101 || r.KeyFingerprint != "" {
-		t.Errorf("probe --json: %s; want ok, TCP-AO, key 2 of 2 alice-old 1/101, no fingerprint", out)
+		r.AO.Name != "alice-old" || r.AO.SendID != 1 || r.AO.RecvID != 101 || r.KeyFingerprint != fingerprint.OfAO(oldKey.secret) {
+		t.Errorf("probe --json: %s; want ok, TCP-AO, key 2 of 2 alice-old 1/101 with its AOKEY fingerprint", out)
 	}
 }
