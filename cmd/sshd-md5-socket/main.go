@@ -67,7 +67,7 @@ Exit status: 0 if the shim would start, 1 if it would refuse (or the
 keyring does not load), 2 on a usage error.
 `
 
-const statusUsage = `usage: sshd-md5-socket status [--json]
+const statusUsage = `usage: sshd-md5-socket status [--json] [-k KEYRING]
 
 Print the kernel's TCP-MD5 drop counters; for each listening socket that
 a process named sshd-md5-socket or sshd holds in this network namespace,
@@ -76,6 +76,7 @@ the last start under systemd failed. Reading another process's sockets
 needs root. Warns while ssh.service or ssh.socket is not masked.
 
   --json       print the result as JSON
+  -k KEYRING   name TCP-AO keys from it, default as for sshd-md5-socket
   -h           show this help
 
 Exit status: 0 if every listener is keyed for every peer family it takes;
@@ -181,6 +182,7 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 		fs.StringVar(&mode, "stealth", string(stealth.DefaultMode), "")
 	} else {
 		fs.BoolVar(&asJSON, "json", false, "")
+		fs.StringVar(&kr, "k", "", "")
 	}
 	cliflag.Once(fs, "l")
 	if err := fs.Parse(args); err != nil {
@@ -211,7 +213,7 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 			err = errors.Join(err, serr)
 		}
 	} else {
-		err = inspect.Status(stdout, asJSON)
+		err = inspect.Status(stdout, asJSON, kr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sshd-md5-socket %s: %v\n", cmd, err)
