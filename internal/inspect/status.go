@@ -14,10 +14,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
+	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
 	"github.com/sshmd5/sshmd5/internal/tcpsig/ao"
 	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
@@ -373,7 +375,7 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 			if sealed || len(aoKeys) > 0 {
 				l.Backend, keys = "TCP-AO", aoKeys
 			}
-		case !ao.NoKey(err) && !errors.Is(err, ao.ErrNoKernel):
+		case !ao.NoKey(err):
 			l.Error = err.Error()
 			return l, true
 		}
@@ -381,6 +383,7 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 	l.Keys = len(keys)
 	l.Prefixes = []string{}
 	l.Fingerprints = map[string]string{}
+	nameAO(keys)
 	for _, k := range keys {
 		l.Prefixes = append(l.Prefixes, k.String())
 		l.Fingerprints[k.String()] = fingerprint.Of(k.Secret)
@@ -444,4 +447,44 @@ func procNetAddr(s string) netip.AddrPort {
 	}
 	addr, _ := netip.AddrFromSlice(raw)
 	return netip.AddrPortFrom(addr, uint16(port))
+}
+
+// aoNames are the names of the server keyring's TCP-AO keys, by identity
+// and secret, to label the keys the kernel reports (it knows no names).
+// Loaded once; a keyring that does not load names nothing.
+var aoNames = sync.OnceValue(func() map[string]string {
+	kr, err := keyring.Load(keyring.DefaultServerPath(), keyring.Server)
+	if err != nil {
+		return nil
+	}
+	m := map[string]string{}
+	for _, p := range kr.Peers {
+		for _, k := range p.Keys(0) {
+			if k.AO != nil {
+				m[aoLabel(k)] = k.AO.Name
+			}
+			clear(k.Secret)
+		}
+	}
+	return m
+})
+
+// aoLabel identifies a key by prefix, IDs and secret (as a fingerprint):
+// a name is given only to the very key the keyring holds.
+func aoLabel(k tcpsig.Key) string {
+	return fmt.Sprintf("%s %d %d %s", k.Prefix, k.AO.SendID, k.AO.RecvID, fingerprint.Of(k.Secret))
+}
+
+// nameAO names the TCP-AO keys in keys that the server keyring holds.
+func nameAO(keys []tcpsig.Key) {
+	for i, k := range keys {
+		if k.AO == nil || k.AO.Name != "" {
+			continue
+		}
+		if n, ok := aoNames()[aoLabel(k)]; ok {
+			ao := *k.AO
+			ao.Name = n
+			keys[i].AO = &ao
+		}
+	}
 }

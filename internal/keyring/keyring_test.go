@@ -176,8 +176,8 @@ key = "x"
 		t.Errorf("Path = %q", k.Path)
 	}
 	wantHosts := []Host{
-		{Name: "bastion", Hostname: "bastion.example.net", Keys: []HostKey{{tcpsig.Secret("bastion"), "key_file /etc/ssh/md5/bastion.key"}}, Line: 2},
-		{Name: "*.corp.example", Keys: []HostKey{{tcpsig.Secret("inline-corp"), "inline key"}}, Line: 6},
+		{Name: "bastion", Hostname: "bastion.example.net", Keys: []HostKey{{Secret: tcpsig.Secret("bastion"), Source: "key_file /etc/ssh/md5/bastion.key"}}, Line: 2},
+		{Name: "*.corp.example", Keys: []HostKey{{Secret: tcpsig.Secret("inline-corp"), Source: "inline key"}}, Line: 6},
 	}
 	if len(k.Hosts) != len(wantHosts) {
 		t.Fatalf("got %d hosts, want %d", len(k.Hosts), len(wantHosts))
@@ -233,10 +233,10 @@ func TestHostKeyList(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]HostKey{
-		"a": {{tcpsig.Secret("NEW"), "key_file /etc/ssh/new.key (key 1 of 2)"}, {tcpsig.Secret("OLD"), "key_file /etc/ssh/old.key (key 2 of 2)"}},
-		"b": {{tcpsig.Secret("only"), "inline key"}},
-		"c": {{tcpsig.Secret("single"), "inline key"}},
-		"d": {{tcpsig.Secret("NEW"), "key_file /etc/ssh/new.key (key 1 of 2)"}, {tcpsig.Secret("OLD"), "key_file /etc/ssh/old.key (key 2 of 2)"}},
+		"a": {{Secret: tcpsig.Secret("NEW"), Source: "key_file /etc/ssh/new.key (key 1 of 2)"}, {Secret: tcpsig.Secret("OLD"), Source: "key_file /etc/ssh/old.key (key 2 of 2)"}},
+		"b": {{Secret: tcpsig.Secret("only"), Source: "inline key"}},
+		"c": {{Secret: tcpsig.Secret("single"), Source: "inline key"}},
+		"d": {{Secret: tcpsig.Secret("NEW"), Source: "key_file /etc/ssh/new.key (key 1 of 2)"}, {Secret: tcpsig.Secret("OLD"), Source: "key_file /etc/ssh/old.key (key 2 of 2)"}},
 	}
 	if len(k.Hosts) != len(want) {
 		t.Fatalf("got %d hosts", len(k.Hosts))
