@@ -65,13 +65,31 @@ func One(arg string) (Addr, error) {
 // one takes the other's peers on the same port (0.0.0.0 takes every IPv4
 // address, [::] every address of both families). The kernel would give
 // the second EADDRINUSE, which reads as if another server held the port.
+//
+// 0.0.0.0:PORT beside [::]:PORT is the one exception: the [::] socket is
+// then IPv6-only, so that each family has a socket of its own (a keyring
+// may sign IPv4 with TCP-MD5 and IPv6 with TCP-AO).
 func Parse(args []string) ([]Addr, error) {
-	out := make([]Addr, 0, len(args))
+	all := make([]Addr, 0, len(args))
+	any4 := map[uint16]bool{}
 	for _, arg := range args {
 		a, err := One(arg)
 		if err != nil {
 			return nil, err
 		}
+		if a.AddrPort.Addr() == netip.IPv4Unspecified() {
+			any4[a.AddrPort.Port()] = true
+		}
+		all = append(all, a)
+	}
+	for i, a := range all {
+		if a.Network == "tcp" && any4[a.AddrPort.Port()] {
+			// Go opens "tcp6" on [::] with IPV6_V6ONLY set.
+			all[i].Network, all[i].Socket.Takes4 = "tcp6", false
+		}
+	}
+	out := make([]Addr, 0, len(args))
+	for _, a := range all {
 		for _, b := range out {
 			if why := overlap(b, a); why != "" {
 				return nil, fmt.Errorf("-l %q and -l %q: %s", b.Arg, a.Arg, why)
@@ -97,6 +115,14 @@ func overlap(a, b Addr) string {
 			continue
 		}
 		if ip.Is6() {
+			if !wide.Socket.Takes4 {
+				// IPv6-only, beside 0.0.0.0.
+				if narrow.AddrPort.Addr().Is4() {
+					continue
+				}
+				return fmt.Sprintf("%s takes every IPv6 address on port %d (IPv6 only, as 0.0.0.0:%d is given too), %s included; drop one of them",
+					wide, wide.AddrPort.Port(), wide.AddrPort.Port(), narrow.AddrPort.Addr())
+			}
 			fam := "IPv6"
 			if narrow.AddrPort.Addr().Is4() {
 				fam = "IPv4"

@@ -30,6 +30,21 @@ func TestOne(t *testing.T) {
 	}
 }
 
+// 0.0.0.0 beside [::] on one port: one socket per family, the [::] one
+// IPv6-only, so that each family can have its own backend.
+func TestParseFamiliesApart(t *testing.T) {
+	as, err := Parse([]string{"[::]:22", "0.0.0.0:22", "[::]:2222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if as[0].Network != "tcp6" || as[0].Socket.Takes4 || !as[0].Socket.Takes6 {
+		t.Errorf("[::]:22 beside 0.0.0.0:22: %s, takes %s; want tcp6, IPv6 only", as[0].Network, as[0].Socket.Families())
+	}
+	if as[2].Network != "tcp" || !as[2].Socket.Takes4 {
+		t.Errorf("[::]:2222 alone on its port: %s, takes %s; want tcp, both families", as[2].Network, as[2].Socket.Families())
+	}
+}
+
 func TestParseOverlap(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -40,7 +55,8 @@ func TestParseOverlap(t *testing.T) {
 		{[]string{"0.0.0.0:22", "[::]:2222"}, ""},
 		{[]string{"10.0.0.1:22", "10.0.0.1:22"}, `-l "10.0.0.1:22" and -l "10.0.0.1:22": the same address twice`},
 		{[]string{"10.0.0.1:22", "[::ffff:10.0.0.1]:22"}, `the same address twice`},
-		{[]string{"0.0.0.0:22", "[::]:22"}, `-l "0.0.0.0:22" and -l "[::]:22": [::]:22 is one dual-stack socket that takes IPv4 and IPv6 peers on port 22, IPv4 0.0.0.0 included; drop -l "0.0.0.0:22"`},
+		{[]string{"0.0.0.0:22", "[::]:22"}, ""},
+		{[]string{"[::]:22", "0.0.0.0:22", "[fd00::1]:22"}, `-l "[::]:22" and -l "[fd00::1]:22": [::]:22 takes every IPv6 address on port 22 (IPv6 only, as 0.0.0.0:22 is given too), fd00::1 included`},
 		{[]string{"[::]:22", "[fd00::1]:22"}, `takes IPv4 and IPv6 peers on port 22, IPv6 fd00::1 included`},
 		{[]string{"10.0.0.1:22", "0.0.0.0:22"}, `0.0.0.0:22 takes every IPv4 address on port 22, 10.0.0.1 included`},
 		{[]string{"10.0.0.1:22", "localhost:22"}, `-l "localhost:22": not an IP address`},

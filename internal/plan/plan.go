@@ -153,6 +153,16 @@ func (p *Plan) For(s tcpsig.Socket) Listener {
 		// Sealed (ao_required) when keyed: no peer of any family gets in
 		// unsigned, whatever the prefixes.
 		l.Backend, l.Uncovered = AO, nil
+		// The kernel takes an IPv4 prefix on a dual-stack socket only as
+		// v4-mapped, and a /0 there would be ::/0: it refuses the key.
+		if s.Takes4 && s.Takes6 {
+			for _, k := range l.Apply {
+				if k.AO != nil && k.Prefix.Addr().Is4() && k.Prefix.Bits() == 0 {
+					l.Err = fmt.Errorf("TCP-AO key %s: a dual-stack socket cannot carry a TCP-AO key for all of IPv4 (the kernel would take it as ::/0); listen on each family apart (-l 0.0.0.0:PORT -l [::]:PORT), or key IPv4 peers by narrower prefixes", k)
+					break
+				}
+			}
+		}
 	default:
 		if err := MD5.Uncovered(s, p.Keys); err != nil {
 			l.Err = Word(err)

@@ -3,11 +3,9 @@
 package md5
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
+
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
 )
 
 // Counters are the kernel's TCP-MD5 drop counters of the calling process's
@@ -32,54 +30,21 @@ func ReadCounters() (Counters, error) {
 // /proc/thread-self/net/netstat for a thread switched to another network
 // namespace.
 func ReadCountersAt(path string) (Counters, error) {
-	f, err := os.Open(path)
+	m, err := tcpsig.ReadTcpExt(path)
 	if err != nil {
 		return Counters{}, err
 	}
-	defer f.Close()
-	// The file holds pairs of lines: "TcpExt: Name1 Name2 ..." then
-	// "TcpExt: 1 2 ...".
-	var names []string
 	var c Counters
-	seen := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 || fields[0] != "TcpExt:" {
-			continue
-		}
-		if names == nil {
-			names = fields[1:]
-			continue
-		}
-		for i, v := range fields[1:] {
-			if i >= len(names) {
-				break
-			}
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				return Counters{}, fmt.Errorf("%s: %s: %w", path, names[i], err)
-			}
-			switch names[i] {
-			case "TCPMD5NotFound":
-				c.NotFound = n
-			case "TCPMD5Failure":
-				c.Failure = n
-			case "TCPMD5Unexpected":
-				c.Unexpected = n
-			default:
-				continue
-			}
-			seen++
-		}
-		if seen != 3 {
+	for name, p := range map[string]*uint64{
+		"TCPMD5NotFound":   &c.NotFound,
+		"TCPMD5Failure":    &c.Failure,
+		"TCPMD5Unexpected": &c.Unexpected,
+	} {
+		v, ok := m[name]
+		if !ok {
 			return Counters{}, fmt.Errorf("%s: no TcpExt TCPMD5* counters (a kernel without CONFIG_TCP_MD5SIG?)", path)
 		}
-		return c, nil
+		*p = v
 	}
-	if err := sc.Err(); err != nil {
-		return Counters{}, err
-	}
-	return Counters{}, fmt.Errorf("%s: no TcpExt counters", path)
+	return c, nil
 }
