@@ -3,12 +3,15 @@
 package guest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -24,29 +27,27 @@ const (
 	bkNone    = "unsigned"
 	bkMD5     = "TCP-MD5"
 	bkAO      = "TCP-AO"
-	bkBuf     = 128 << 10
-	bkPort    = 2301 // + 0, 1, 2: unsigned, MD5, AO listener
+	// Through ssh-md5-proxy, copy mode.
+	bkProxyMD5 = "ssh-md5-proxy copy, TCP-MD5"
+	bkProxyAO  = "ssh-md5-proxy copy, TCP-AO"
+	bkBuf      = 128 << 10
+	bkPort     = 2301 // + 0, 1, 2: unsigned, MD5, AO listener
 )
 
-// The TCP-AO key IDs, as a keyring would give them: the server's entry
-// for the user has send_id 101 and recv_id 1, the client's the mirror.
-const (
-	aoServerSend, aoServerRecv = 101, 1
-)
-
-// bkArm is one way of signing the transfer: a listener keyed for it in
-// the server namespace and the dial control that signs the client.
+// bkArm is one way of sending: a listener keyed for it in the server
+// namespace, the sender, and what the accepted socket must carry.
 type bkArm struct {
 	name  string
 	ln    *net.TCPListener
-	dial  func(network, address string, c syscall.RawConn) error
-	check func(c *net.TCPConn) error // on the accepted connection, after the transfer
+	send  func(addr string, n int64) error // sends n bytes to addr and half-closes
+	check func(c *net.TCPConn) error       // on the accepted connection, after the transfer
 }
 
-// BenchmarkBulk sends n bytes per round from a Go sender in the client
-// namespace to a Go receiver in the server namespace over a veth pair,
-// unsigned, signed with TCP-MD5 and signed with TCP-AO, each side keyed
-// by the project's own backends (internal/tcpsig/md5 and .../ao).
+// BenchmarkBulk sends n bytes per round to a Go receiver in the server
+// namespace over a veth pair, unsigned, signed with TCP-MD5 and signed
+// with TCP-AO: from a Go sender whose socket the project's backends key
+// (internal/tcpsig/md5 and .../ao), and through the real ssh-md5-proxy in
+// copy mode, with a TCP-MD5 and a TCP-AO keyring.
 func BenchmarkBulk(b *testing.B) {
 	testnet.RequireRoot(b)
 	n := int64(64 << 20)
@@ -55,46 +56,53 @@ func BenchmarkBulk(b *testing.B) {
 	}
 	srv, cli := testnet.NewNS(b, "bksrv"), testnet.NewNS(b, "bkcli")
 	link := testnet.Connect(b, srv, cli)
-	secret := tcpsig.Secret(testnet.NewSecret())
+	proxy := testnet.BuildBinary(b, "cmd/ssh-md5-proxy")
+	kr := writeKeyrings(b, b.TempDir())
 	all4 := netip.MustParsePrefix("0.0.0.0/0")
-	md5Keys := []tcpsig.Key{{Prefix: all4, Secret: secret}}
-	aoKeys := []tcpsig.Key{{Prefix: all4, Secret: secret, AO: &tcpsig.AO{
-		Name: "bench", SendID: aoServerSend, RecvID: aoServerRecv,
+	server := netip.PrefixFrom(link.AddrA4, 32)
+	md5Keys := []tcpsig.Key{{Prefix: all4, Secret: kr.md5Key}}
+	aoKeys := []tcpsig.Key{{Prefix: all4, Secret: kr.aoKey, AO: &tcpsig.AO{
+		Name: "alice", SendID: aoServerSend, RecvID: aoServerRecv,
 		Algorithm: tcpsig.AODefaultAlgorithm, MACLen: tcpsig.AODefaultMACLen,
 	}}}
-	server := netip.PrefixFrom(link.AddrA4, 32)
-	aoClient := tcpsig.Key{Prefix: server, Secret: secret, AO: &tcpsig.AO{
+	aoClient := tcpsig.Key{Prefix: server, Secret: kr.aoKey, AO: &tcpsig.AO{
 		SendID: aoServerRecv, RecvID: aoServerSend,
 		Algorithm: tcpsig.AODefaultAlgorithm, MACLen: tcpsig.AODefaultMACLen,
 	}}
-
+	plainLn := bkListen(b, srv, link.AddrA4, bkPort, nil, nil)
+	md5Ln := bkListen(b, srv, link.AddrA4, bkPort+1, md5.Backend, md5Keys)
+	aoLn := bkListen(b, srv, link.AddrA4, bkPort+2, ao.Backend, aoKeys)
+	// The proxy cases use the same keyed listeners, one connection a round.
 	arms := []bkArm{
-		{name: bkNone, ln: bkListen(b, srv, link.AddrA4, bkPort, nil, nil),
-			check: func(c *net.TCPConn) error { return nil }},
-		{name: bkMD5, ln: bkListen(b, srv, link.AddrA4, bkPort+1, md5.Backend, md5Keys),
-			dial: md5.Backend.DialControl(tcpsig.Key{Prefix: server, Secret: secret}), check: bkHasMD5},
-		{name: bkAO, ln: bkListen(b, srv, link.AddrA4, bkPort+2, ao.Backend, aoKeys),
-			dial: ao.Backend.DialControl(aoClient), check: bkHasAO},
+		{bkNone, plainLn, bkDirect(cli, nil), func(*net.TCPConn) error { return nil }},
+		{bkMD5, md5Ln, bkDirect(cli, md5.Backend.DialControl(tcpsig.Key{Prefix: server, Secret: kr.md5Key})), bkHasMD5},
+		{bkAO, aoLn, bkDirect(cli, ao.Backend.DialControl(aoClient)), bkHasAO},
+		{bkProxyMD5, md5Ln, bkProxy(cli, proxy, kr.md5Client, kr.secrets()), bkHasMD5},
+		{bkProxyAO, aoLn, bkProxy(cli, proxy, kr.aoClient, kr.secrets()), bkHasAO},
 	}
-	aoGood := netstat(b, srv, "TCPAOGood")
+	good0 := aoGood(b, srv)
 	fns := make([]func() float64, len(arms))
 	for i, a := range arms {
-		fns[i] = func() float64 { return bkTransfer(b, srv, cli, a, link.AddrA4, n) }
+		fns[i] = func() float64 { return bkTransfer(b, srv, a, n) }
 	}
 	s := alternate(rounds(7, 2), fns...)
 	// An independent check that TCP-AO signed the segments: the server's
 	// kernel counted good TCP-AO segments, at least one per MiB sent.
-	if d := netstat(b, srv, "TCPAOGood") - aoGood; d < int64(len(s[2]))*(n>>20) {
-		b.Fatalf("TCP-AO: the server counted %d good TCP-AO segments over %d transfers of %d MiB; the transfers were not signed", d, len(s[2]), n>>20)
+	aoMiB := uint64(len(s[2])+len(s[4])) * uint64(n>>20)
+	if d := aoGood(b, srv) - good0; d < aoMiB {
+		b.Fatalf("TCP-AO: the server counted %d good TCP-AO segments over %d MiB sent with TCP-AO; the transfers were not signed", d, aoMiB)
 	}
 	emit(b, result{Section: bkSection, Link: guestLink, Case: bkNone, Unit: "MB/s", Samples: s[0]})
 	emit(b, result{Section: bkSection, Link: guestLink, Case: bkMD5, Unit: "MB/s", Samples: s[1], Against: bkNone})
 	emit(b, result{Section: bkSection, Link: guestLink, Case: bkAO, Unit: "MB/s", Samples: s[2], Against: bkMD5, Also: []string{bkNone}})
-	note(b, bkSection, fmt.Sprintf("%d MiB per transfer from a Go sender in one namespace (%d KiB writes) to a Go receiver in another that discards it, over a veth pair; "+
-		"MB/s = 10^6 bytes/s from the receiver's first read to EOF. "+
-		"Both sockets are keyed by the project's backends: TCP-MD5 (internal/tcpsig/md5, key for 0.0.0.0/0 on the listener) and TCP-AO (internal/tcpsig/ao, %s with %d-byte MACs, the listener sealed with ao_required). "+
-		"Checked after each transfer: the accepted socket carries the TCP-MD5 key, or its current TCP-AO key is the one dialled; and the server's TCPAOGood counter grew by at least one per MiB sent with TCP-AO.",
-		n>>20, bkBuf>>10, tcpsig.AODefaultAlgorithm, tcpsig.AODefaultMACLen))
+	emit(b, result{Section: bkSection, Link: guestLink, Case: bkProxyMD5, Unit: "MB/s", Samples: s[3], Against: bkMD5})
+	emit(b, result{Section: bkSection, Link: guestLink, Case: bkProxyAO, Unit: "MB/s", Samples: s[4], Against: bkProxyMD5, Also: []string{bkAO, bkNone}})
+	note(b, bkSection, fmt.Sprintf("%d MiB per transfer to a Go receiver in one namespace of the guest that discards it (%d KiB reads), from another namespace over a veth pair; "+
+		"MB/s = 10^6 bytes/s from the receiver's first read to EOF, so connecting and starting the proxy are not counted. "+
+		"The direct cases write from a Go socket keyed by the project's backends: TCP-MD5 (internal/tcpsig/md5; the listener has a key for 0.0.0.0/0) and TCP-AO (internal/tcpsig/ao, %s with %d-byte MACs; the listener sealed with ao_required). "+
+		"The proxy cases run the real ssh-md5-proxy in copy mode with a TCP-MD5 or a TCP-AO keyring and write into its stdin pipe, as ssh does, to the same listeners. "+
+		"Checked after each transfer: the accepted socket carries the TCP-MD5 key, or its current TCP-AO key is the user's (send_id %d, recv_id %d); and over the run the server's TCPAOGood counter grew by at least one per MiB sent with TCP-AO.",
+		n>>20, bkBuf>>10, tcpsig.AODefaultAlgorithm, tcpsig.AODefaultMACLen, aoServerSend, aoServerRecv))
 	guestNote(b, bkSection)
 }
 
@@ -122,13 +130,13 @@ func bkListen(b *testing.B, ns *testnet.NS, addr netip.Addr, port int, be tcpsig
 
 // bkTransfer sends n bytes to arm's listener and returns the receiver's
 // MB/s.
-func bkTransfer(b *testing.B, srv, cli *testnet.NS, a bkArm, addr netip.Addr, n int64) float64 {
+func bkTransfer(b *testing.B, srv *testnet.NS, a bkArm, n int64) float64 {
 	type got struct {
 		bytes int64
 		d     time.Duration
 		err   error
 	}
-	limit := 10*time.Minute + time.Duration(n/(64<<10))*time.Millisecond
+	limit := bkLimit(n)
 	done := make(chan got, 1)
 	go func() {
 		a.ln.SetDeadline(time.Now().Add(time.Minute))
@@ -153,30 +161,13 @@ func bkTransfer(b *testing.B, srv, cli *testnet.NS, a bkArm, addr netip.Addr, n 
 		}
 		done <- g
 	}()
-	var conn net.Conn
-	err := cli.Do(func() error {
-		d := net.Dialer{Timeout: 30 * time.Second, Control: a.dial}
-		var err error
-		conn, err = d.Dial("tcp4", a.ln.Addr().String())
-		return err
-	})
-	if err != nil {
-		b.Fatalf("%s: dial %s: %v", a.name, a.ln.Addr(), err)
+	werr := a.send(a.ln.Addr().String(), n)
+	var g got
+	select {
+	case g = <-done:
+	case <-time.After(limit + time.Minute):
+		b.Fatalf("%s: the receiver has not finished after %v", a.name, limit+time.Minute)
 	}
-	c := conn.(*net.TCPConn)
-	c.SetWriteDeadline(time.Now().Add(limit))
-	buf := make([]byte, bkBuf)
-	var werr error
-	for left := n; left > 0 && werr == nil; {
-		k := min(left, int64(len(buf)))
-		_, werr = c.Write(buf[:k])
-		left -= k
-	}
-	if werr == nil {
-		werr = c.CloseWrite()
-	}
-	g := <-done
-	c.Close()
 	switch {
 	case werr != nil:
 		b.Fatalf("%s: send: %v", a.name, werr)
@@ -186,6 +177,91 @@ func bkTransfer(b *testing.B, srv, cli *testnet.NS, a bkArm, addr netip.Addr, n 
 		b.Fatalf("%s: the receiver got %d bytes, sent %d", a.name, g.bytes, n)
 	}
 	return float64(n) / 1e6 / g.d.Seconds()
+}
+
+// bkLimit bounds one transfer of n bytes: generous, as TCG is slow.
+func bkLimit(n int64) time.Duration { return 5*time.Minute + time.Duration(n>>10)*time.Millisecond }
+
+// bkDirect is a sender that dials from cli itself, signed by dial (nil:
+// unsigned), and writes n bytes.
+func bkDirect(cli *testnet.NS, dial func(network, address string, c syscall.RawConn) error) func(string, int64) error {
+	return func(addr string, n int64) error {
+		var conn net.Conn
+		err := cli.Do(func() error {
+			d := net.Dialer{Timeout: 30 * time.Second, Control: dial}
+			var err error
+			conn, err = d.Dial("tcp4", addr)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", addr, err)
+		}
+		c := conn.(*net.TCPConn)
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(bkLimit(n)))
+		if err := bkWrite(c, n); err != nil {
+			return err
+		}
+		return c.CloseWrite()
+	}
+}
+
+// bkWrite writes n zero bytes to w in bkBuf chunks.
+func bkWrite(w io.Writer, n int64) error {
+	buf := make([]byte, bkBuf)
+	for left := n; left > 0; {
+		k := min(left, int64(len(buf)))
+		if _, err := w.Write(buf[:k]); err != nil {
+			return err
+		}
+		left -= k
+	}
+	return nil
+}
+
+// bkProxy is a sender that runs the real ssh-md5-proxy in copy mode in
+// cli with the keyring kr, and writes n bytes into its stdin pipe, as ssh
+// would; closing the pipe makes the proxy half-close the connection.
+func bkProxy(cli *testnet.NS, proxy, kr string, secrets [][]byte) func(string, int64) error {
+	return func(addr string, n int64) error {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(proxy, "-k", kr, "-4", host, port)
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		var stderr bytes.Buffer
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, io.Discard, &stderr
+		cmd.WaitDelay = 5 * time.Second
+		// Forked from a thread in cli: no `ip netns exec` in between.
+		err = cli.Do(cmd.Start)
+		inR.Close()
+		if err != nil {
+			inW.Close()
+			return fmt.Errorf("start ssh-md5-proxy: %w", err)
+		}
+		kill := time.AfterFunc(bkLimit(n), func() { cmd.Process.Kill() })
+		defer kill.Stop()
+		werr := bkWrite(inW, n)
+		inW.Close()
+		err = cmd.Wait()
+		msg := lgRedact(stderr.String(), secrets)
+		for _, k := range secrets {
+			if bytes.Contains(stderr.Bytes(), k) {
+				return fmt.Errorf("a secret appears in ssh-md5-proxy's stderr")
+			}
+		}
+		switch {
+		case werr != nil:
+			return fmt.Errorf("writing to ssh-md5-proxy's stdin: %v (proxy: %v)\n%s", werr, err, msg)
+		case err != nil:
+			return fmt.Errorf("ssh-md5-proxy: %v\n%s", err, msg)
+		}
+		return nil
+	}
 }
 
 // bkHasMD5 checks that the accepted connection carries a TCP-MD5 key (the

@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -32,6 +33,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	"github.com/sshmd5/sshmd5/internal/tcpsig/ao"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
@@ -140,33 +143,50 @@ func guestNote(b *testing.B, section string) {
 		unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Machine[:]), runtime.NumCPU(), strings.TrimSpace(string(cs))))
 }
 
-// netstat reads one TcpExt counter of the namespace ns (TCPAOGood, ...).
-func netstat(b *testing.B, ns *testnet.NS, name string) int64 {
+// The TCP-AO key IDs, as a keyring would give them: the server's entry
+// for the user has send_id 101 and recv_id 1, the client's the mirror.
+const aoServerSend, aoServerRecv = 101, 1
+
+// keyrings are the key files and keyrings of both kinds, as an admin
+// writes them: a TCP-MD5 key for every peer, and a TCP-AO key for the
+// user alice.
+type keyrings struct {
+	md5Key, aoKey        tcpsig.Secret
+	md5Server, md5Client string // keyring files: [peers], [hosts]
+	aoServer, aoClient   string
+}
+
+func (k keyrings) secrets() [][]byte { return [][]byte{k.md5Key, k.aoKey} }
+
+func writeKeyrings(b *testing.B, dir string) keyrings {
 	b.Helper()
-	var v int64
+	k := keyrings{md5Key: testnet.NewSecret(), aoKey: testnet.NewSecret()}
+	md5File, aoFile := filepath.Join(dir, "md5.key"), filepath.Join(dir, "alice.key")
+	testnet.WriteFile(b, md5File, string(k.md5Key))
+	testnet.WriteFile(b, aoFile, string(k.aoKey))
+	k.md5Server, k.md5Client = filepath.Join(dir, "md5-server.toml"), filepath.Join(dir, "md5-client.toml")
+	testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", md5File)}}.Write(b, k.md5Server)
+	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", md5File)}}.Write(b, k.md5Client)
+	// testnet.Keyring writes no TCP-AO entries; these are the README's.
+	k.aoServer, k.aoClient = filepath.Join(dir, "ao-server.toml"), filepath.Join(dir, "ao-client.toml")
+	testnet.WriteFile(b, k.aoServer, fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nao = [ { name = \"alice\", send_id = %d, recv_id = %d, key_file = %q } ]\n", aoServerSend, aoServerRecv, aoFile))
+	testnet.WriteFile(b, k.aoClient, fmt.Sprintf("[hosts.\"*\"]\nao = [ { send_id = %d, recv_id = %d, key_file = %q } ]\n", aoServerRecv, aoServerSend, aoFile))
+	return k
+}
+
+// aoGood reads the TCP-AO counter TCPAOGood of the namespace ns: the
+// kernel's count of segments whose TCP-AO MAC verified.
+func aoGood(b *testing.B, ns *testnet.NS) uint64 {
+	b.Helper()
+	var c ao.Counters
 	err := ns.Do(func() error {
 		// thread-self: the namespace of this (switched) thread.
-		data, err := os.ReadFile("/proc/thread-self/net/netstat")
-		if err != nil {
-			return err
-		}
-		lines := strings.Split(string(data), "\n")
-		for i := 0; i+1 < len(lines); i += 2 {
-			keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-			if len(keys) == 0 || keys[0] != "TcpExt:" || len(vals) != len(keys) {
-				continue
-			}
-			for k := range keys {
-				if keys[k] == name {
-					v, err = strconv.ParseInt(vals[k], 10, 64)
-					return err
-				}
-			}
-		}
-		return fmt.Errorf("no TcpExt counter %s in /proc/net/netstat", name)
+		var err error
+		c, err = ao.ReadCountersAt("/proc/thread-self/net/netstat")
+		return err
 	})
 	if err != nil {
-		b.Fatalf("%s: counter %s: %v", ns.Name, name, err)
+		b.Fatalf("%s: TCP-AO counters: %v", ns.Name, err)
 	}
-	return v
+	return c.Good
 }

@@ -53,18 +53,9 @@ func BenchmarkLogin(b *testing.B) {
 	proxy := testnet.BuildBinary(b, "cmd/ssh-md5-proxy")
 	shim := testnet.BuildBinary(b, "cmd/sshd-md5-socket")
 
-	md5Key, aoKey := testnet.NewSecret(), testnet.NewSecret()
-	secrets := [][]byte{md5Key, aoKey}
-	md5File, aoFile := filepath.Join(dir, "md5.key"), filepath.Join(dir, "alice.key")
-	testnet.WriteFile(b, md5File, string(md5Key))
-	testnet.WriteFile(b, aoFile, string(aoKey))
-	md5Server, md5Client := filepath.Join(dir, "md5-server.toml"), filepath.Join(dir, "md5-client.toml")
-	testnet.Keyring{Peers: []testnet.Entry{testnet.Peer("0.0.0.0/0", md5File)}}.Write(b, md5Server)
-	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", md5File)}}.Write(b, md5Client)
-	// testnet.Keyring writes no TCP-AO entries; these are the README's.
-	aoServer, aoClient := filepath.Join(dir, "ao-server.toml"), filepath.Join(dir, "ao-client.toml")
-	testnet.WriteFile(b, aoServer, fmt.Sprintf("[peers.\"0.0.0.0/0\"]\nao = [ { name = \"alice\", send_id = %d, recv_id = %d, key_file = %q } ]\n", aoServerSend, aoServerRecv, aoFile))
-	testnet.WriteFile(b, aoClient, fmt.Sprintf("[hosts.\"*\"]\nao = [ { send_id = %d, recv_id = %d, key_file = %q } ]\n", aoServerRecv, aoServerSend, aoFile))
+	kr := writeKeyrings(b, dir)
+	secrets := kr.secrets()
+	md5Server, md5Client, aoServer, aoClient := kr.md5Server, kr.md5Client, kr.aoServer, kr.aoClient
 
 	plainConf := filepath.Join(dir, "sshd_config.plain")
 	base, err := os.ReadFile(sshd.Config)
@@ -99,7 +90,7 @@ func BenchmarkLogin(b *testing.B) {
 			login(c) // warm-up: page cache, sshd's first exec
 		}
 	}
-	aoGood := netstat(b, srv, "TCPAOGood")
+	good0 := aoGood(b, srv)
 	fns := make([]func() float64, len(cases))
 	for i, c := range cases {
 		fns[i] = func() float64 { return login(c) }
@@ -123,7 +114,7 @@ func BenchmarkLogin(b *testing.B) {
 	}
 	// The TCP-AO logins were signed with TCP-AO: the server's kernel
 	// counted good TCP-AO segments, more than one per login.
-	if d := netstat(b, srv, "TCPAOGood") - aoGood; d < int64(2*n) {
+	if d := aoGood(b, srv) - good0; d < uint64(2*n) {
 		b.Fatalf("TCP-AO logins: the server counted %d good TCP-AO segments over %d logins; they were not signed with TCP-AO", d, n)
 	}
 
