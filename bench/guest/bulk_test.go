@@ -50,6 +50,7 @@ type bkArm struct {
 // copy mode, with a TCP-MD5 and a TCP-AO keyring.
 func BenchmarkBulk(b *testing.B) {
 	testnet.RequireRoot(b)
+	cs0 := clocksource(b)
 	n := int64(64 << 20)
 	if *flagQuick {
 		n = 4 << 20
@@ -103,7 +104,7 @@ func BenchmarkBulk(b *testing.B) {
 		"The proxy cases run the real ssh-md5-proxy in copy mode with a TCP-MD5 or a TCP-AO keyring and write into its stdin pipe, as ssh does, to the same listeners. "+
 		"Checked after each transfer: the accepted socket carries the TCP-MD5 key, or its current TCP-AO key is the user's (send_id %d, recv_id %d); and over the run the server's TCPAOGood counter grew by at least one per MiB sent with TCP-AO.",
 		n>>20, bkBuf>>10, tcpsig.AODefaultAlgorithm, tcpsig.AODefaultMACLen, aoServerSend, aoServerRecv))
-	guestNote(b, bkSection)
+	guestNote(b, bkSection, cs0)
 }
 
 // bkListen opens a listener on addr:port in ns, keyed before listen with

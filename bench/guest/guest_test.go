@@ -127,20 +127,33 @@ func alternate(rounds int, fns ...func() float64) [][]float64 {
 	return out
 }
 
-// guestNote says what the guest is, under each table: bench's report
-// adds what TCG means for the figures.
-func guestNote(b *testing.B, section string) {
+// clocksource is the guest kernel's current clocksource. Under TCG the
+// kernel may find the TSC unstable and fall back to jiffies mid-run, which
+// changes what a measured duration means; the notes say so.
+func clocksource(b *testing.B) string {
+	b.Helper()
+	cs, err := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+	if err != nil {
+		b.Fatalf("the guest's clocksource: %v", err)
+	}
+	return strings.TrimSpace(string(cs))
+}
+
+// guestNote says what the guest is, under each table (bench's report adds
+// what TCG means for the figures); cs0 is the clocksource when the
+// benchmark started.
+func guestNote(b *testing.B, section, cs0 string) {
 	b.Helper()
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		b.Fatal(err)
 	}
-	cs, err := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource")
-	if err != nil {
-		b.Fatal(err)
+	cs := "clocksource " + cs0
+	if now := clocksource(b); now != cs0 {
+		cs = fmt.Sprintf("clocksource %s at the start and %s at the end (the kernel switched during the run, so durations before and after the switch were timed by different clocks; the interleaved rounds spread that over all cases)", cs0, now)
 	}
-	note(b, section, fmt.Sprintf("Guest: kernel %s (%s), %d vCPUs, clocksource %s.",
-		unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Machine[:]), runtime.NumCPU(), strings.TrimSpace(string(cs))))
+	note(b, section, fmt.Sprintf("Guest: kernel %s (%s), %d vCPUs, %s.",
+		unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Machine[:]), runtime.NumCPU(), cs))
 }
 
 // The TCP-AO key IDs, as a keyring would give them: the server's entry

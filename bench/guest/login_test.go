@@ -46,6 +46,7 @@ type lgCase struct {
 // with a TCP-MD5 keyring and with a TCP-AO keyring.
 func BenchmarkLogin(b *testing.B) {
 	testnet.RequireRoot(b)
+	cs0 := clocksource(b)
 	dir := b.TempDir()
 	srv, cli := testnet.NewNS(b, "lgsrv"), testnet.NewNS(b, "lgcli")
 	link := testnet.Connect(b, srv, cli)
@@ -128,7 +129,7 @@ func BenchmarkLogin(b *testing.B) {
 		"so TCP-AO/TCP-MD5 is what the signature costs and TCP-AO/unsigned adds the proxy and the shim (the host's login table splits those). "+
 		"Checked: every login's \"Accepted publickey\" line in the log of the sshd of its case, no unsigned connection at a shim, and the server's TCPAOGood counter grew by at least two per TCP-AO login.",
 		n, aoServerSend, aoServerRecv))
-	guestNote(b, lgSection)
+	guestNote(b, lgSection, cs0)
 }
 
 // lgLogin runs one sftp-subsystem login and returns how long ssh took
