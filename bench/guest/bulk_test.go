@@ -51,7 +51,7 @@ type bkArm struct {
 func BenchmarkBulk(b *testing.B) {
 	testnet.RequireRoot(b)
 	cs0 := clocksource(b)
-	n := int64(64 << 20)
+	n := int64(32 << 20)
 	if *flagQuick {
 		n = 4 << 20
 	}
@@ -86,7 +86,7 @@ func BenchmarkBulk(b *testing.B) {
 	for i, a := range arms {
 		fns[i] = func() float64 { return bkTransfer(b, srv, a, n) }
 	}
-	s := alternate(rounds(7, 2), fns...)
+	s := alternate(rounds(5, 2), fns...)
 	// An independent check that TCP-AO signed the segments: the server's
 	// kernel counted good TCP-AO segments, at least one per MiB sent.
 	aoMiB := uint64(len(s[2])+len(s[4])) * uint64(n>>20)
@@ -229,7 +229,7 @@ func bkProxy(cli *testnet.NS, proxy, kr string, secrets [][]byte) func(string, i
 		if err != nil {
 			return err
 		}
-		cmd := exec.Command(proxy, "-k", kr, "-4", host, port)
+		cmd := exec.Command(proxy, "-t", tcgTimeout.String(), "-k", kr, "-4", host, port)
 		inR, inW, err := os.Pipe()
 		if err != nil {
 			return err
