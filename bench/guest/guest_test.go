@@ -3,12 +3,12 @@
 // Package guest is the part of the benchmarks that needs the project's
 // test kernel (scripts/testkernel: TCP-AO, which the machines' kernels
 // lack): TCP-AO next to TCP-MD5 and unsigned, for ssh logins through the
-// real ssh-md5-proxy and sshd-md5-socket and for bulk transfers between
-// signed Go sockets. TestMain boots the qemu guest and runs the
+// real ssh-md5-proxy and sshd-md5-socket and for bulk transfers, from
+// signed Go sockets and through the proxy. TestMain boots the qemu guest and runs the
 // benchmarks there (testnet.GuestMain).
 //
-// It reports nothing itself: each result is one line on stdout, "RESULT"
-// marker and JSON (see emit), which bench's BenchmarkGuest reads and puts
+// It reports nothing itself: each result is one line on stdout,
+// ResultMarker and JSON (see emit), which bench's BenchmarkGuest reads and puts
 // into docs/benchmarks.md. Run it through bench/run; on its own,
 // `go test -tags bench -bench . -benchtime 1x ./bench/guest` prints those
 // lines.
