@@ -133,12 +133,6 @@ func run(args []string, stderr *os.File) int {
 		fmt.Fprint(os.Stdout, version.String("sshd-md5-socket"))
 		return 0
 	}
-	if cfg.MaxConns < 1 {
-		return usageError(stderr, "", "--max-conns %d: must be at least 1", cfg.MaxConns)
-	}
-	if cfg.PerSourceMaxStartups < 1 {
-		return usageError(stderr, "", "--per-source-max-startups %d: must be at least 1", cfg.PerSourceMaxStartups)
-	}
 	cfg.NoKnocks = !*knocks
 	cfg.Command = fs.Args()
 	cfg.Stderr = stderr

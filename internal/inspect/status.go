@@ -386,7 +386,11 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 	nameAO(keys)
 	for _, k := range keys {
 		l.Prefixes = append(l.Prefixes, k.String())
-		l.Fingerprints[k.String()] = fingerprint.Of(k.Secret)
+		if k.AO != nil {
+			l.Fingerprints[k.String()] = fingerprint.OfAO(k.Secret)
+		} else {
+			l.Fingerprints[k.String()] = fingerprint.Of(k.Secret)
+		}
 		clear(k.Secret)
 	}
 	if l.Backend == "TCP-AO" {
@@ -472,7 +476,7 @@ var aoNames = sync.OnceValue(func() map[string]string {
 // aoLabel identifies a key by prefix, IDs and secret (as a fingerprint):
 // a name is given only to the very key the keyring holds.
 func aoLabel(k tcpsig.Key) string {
-	return fmt.Sprintf("%s %d %d %s", k.Prefix, k.AO.SendID, k.AO.RecvID, fingerprint.Of(k.Secret))
+	return fmt.Sprintf("%s %d %d %s", k.Prefix, k.AO.SendID, k.AO.RecvID, fingerprint.OfAO(k.Secret))
 }
 
 // nameAO names the TCP-AO keys in keys that the server keyring holds.

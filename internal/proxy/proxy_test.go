@@ -84,21 +84,22 @@ func keyedListener(t *testing.T, secret md5.Secret) (*testnet.NS, net.Listener) 
 // every IPv4 peer.
 func keyedListenerAt(t *testing.T, ns *testnet.NS, addr netip.Addr, secret md5.Secret) net.Listener {
 	t.Helper()
-	var ln net.Listener
-	err := ns.Do(func() error {
-		lc := net.ListenConfig{Control: md5.ListenControl([]md5.Key{
-			{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: secret},
-		})}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(addr, 0).String())
-		return err
+	return ns.Listen(t, "tcp4", netip.AddrPortFrom(addr, 0).String(), []md5.Key{
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: secret},
 	})
-	if err != nil {
-		t.Fatalf("keyed listener: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
+}
+
+// serveOne accepts one connection on ln in the background and hands it
+// to serve, closing it when serve returns.
+func serveOne(ln net.Listener, serve func(c net.Conn)) {
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
 }
 
 // dialIn runs Dial inside ns. A literal address is dialled on the calling
@@ -217,18 +218,13 @@ func TestCheckFDPass(t *testing.T) {
 // half-close at stdin EOF and keep reading.
 func TestCopyHalfClose(t *testing.T) {
 	ns, ln := keyedListener(t, md5.Secret(testSecret))
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	serveOne(ln, func(c net.Conn) {
 		h := sha256.New()
 		if _, err := io.Copy(h, c); err != nil {
 			return
 		}
 		fmt.Fprintf(c, "%x\n", h.Sum(nil))
-	}()
+	})
 	conn := dialTestKey(t, ns, ln)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	r, w, err := os.Pipe()
