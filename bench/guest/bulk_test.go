@@ -108,7 +108,8 @@ func BenchmarkBulk(b *testing.B) {
 }
 
 // bkListen opens a listener on addr:port in ns, keyed before listen with
-// keys by backend (nil: unsigned).
+// keys by backend (nil: unsigned): testnet.NS.Listen for any backend, as
+// that one keys with TCP-MD5 only.
 func bkListen(b *testing.B, ns *testnet.NS, addr netip.Addr, port int, be tcpsig.Backend, keys []tcpsig.Key) *net.TCPListener {
 	b.Helper()
 	var ln net.Listener
@@ -189,7 +190,10 @@ func bkDirect(cli *testnet.NS, dial func(network, address string, c syscall.RawC
 	return func(addr string, n int64) error {
 		var conn net.Conn
 		err := cli.Do(func() error {
+			// testnet.NS.Dial signs with TCP-MD5 only; this takes either
+			// backend's control. MPTCP off, as there: TCP_MD5SIG fails on it.
 			d := net.Dialer{Timeout: 30 * time.Second, Control: dial}
+			d.SetMultipathTCP(false)
 			var err error
 			conn, err = d.Dial("tcp4", addr)
 			return err
