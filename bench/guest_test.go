@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,7 +81,14 @@ func BenchmarkGuest(b *testing.B) {
 		}
 		got = append(got, r)
 	}
+	serr := sc.Err()
+	if serr != nil {
+		io.Copy(os.Stdout, stdout) // let the guest run to its end
+	}
 	err = cmd.Wait()
+	if serr != nil {
+		b.Fatalf("reading bench/guest's output: %v", serr)
+	}
 	if err != nil {
 		b.Fatalf("bench/guest failed (its output is above): %v", err)
 	}
