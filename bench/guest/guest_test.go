@@ -41,7 +41,7 @@ import (
 
 var (
 	flagQuick  = flag.Bool("quick", false, "few rounds and small sizes: proves the harness works (CI), figures not meaningful")
-	flagRounds = flag.Int("rounds", 0, "alternating rounds per comparison (default: 15 logins, 5 transfers; 1 and 2 with -quick)")
+	flagRounds = flag.Int("rounds", 0, "alternating rounds per comparison (default: 15 logins, 5 transfers; 1 with -quick)")
 )
 
 func TestMain(m *testing.M) {
