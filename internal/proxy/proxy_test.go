@@ -119,11 +119,20 @@ func dialIn(ns *testnet.NS, o Options) (c *net.TCPConn, err error) {
 func dialTestKey(t *testing.T, ns *testnet.NS, ln net.Listener) *net.TCPConn {
 	t.Helper()
 	addr := ln.Addr().(*net.TCPAddr)
-	conn, err := dialIn(ns, Options{Host: addr.IP.String(), Port: portOf(ln), Timeout: 5 * time.Second, Secrets: []md5.Secret{md5.Secret(testSecret)}})
+	conn, err := dialIn(ns, Options{Host: addr.IP.String(), Port: portOf(ln), Timeout: 5 * time.Second, Keys: mdKeys(testSecret)})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
 	return conn
+}
+
+// mdKeys returns TCP-MD5 dial keys with the given secrets.
+func mdKeys(secrets ...string) []tcpsig.Key {
+	out := make([]tcpsig.Key, len(secrets))
+	for i, s := range secrets {
+		out[i] = tcpsig.Key{Secret: tcpsig.Secret(s)}
+	}
+	return out
 }
 
 func portOf(ln net.Listener) string { return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port) }
@@ -258,7 +267,7 @@ func TestDialWrongKey(t *testing.T) {
 	ns, ln := keyedListener(t, md5.Secret(testSecret))
 	start := time.Now()
 	_, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: time.Second,
-		Secrets: []md5.Secret{md5.Secret("another-secret")}, KeyName: "hosts.x"})
+		Keys: mdKeys("another-secret"), KeyName: "hosts.x"})
 	var na *NoAnswerError
 	if !errors.As(err, &na) {
 		t.Fatalf("got %v, want NoAnswerError", err)
@@ -297,11 +306,11 @@ func TestDialFailsClosed(t *testing.T) {
 	tooLong := md5.Secret(strings.Repeat("k", md5.MaxKeyLen+1))
 	// A list with a bad key is refused whole: a key that cannot be set
 	// must not leave its socket to connect unsigned beside the others.
-	for _, ss := range [][]md5.Secret{nil, {nil}, {tooLong}, {md5.Secret("ok"), nil}} {
-		c, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 2 * time.Second, Secrets: ss})
+	for _, ks := range [][]tcpsig.Key{nil, {{}}, {{Secret: tooLong}}, {{Secret: md5.Secret("ok")}, {}}} {
+		c, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 2 * time.Second, Keys: ks})
 		if err == nil {
 			c.Close()
-			t.Errorf("secrets %d: Dial succeeded", len(ss))
+			t.Errorf("keys %d: Dial succeeded", len(ks))
 		}
 		if strings.Contains(fmt.Sprint(err), string(tooLong)) {
 			t.Errorf("the secret is in the error")
