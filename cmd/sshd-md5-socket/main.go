@@ -28,10 +28,10 @@ const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|li
                        [--per-source-max-startups N] [--knocks=false]
                        [--stealth filtered|closed|auto] [-- COMMAND ARGS...]
        sshd-md5-socket check [-k KEYRING] [-l ADDR]... [--stealth MODE]
-       sshd-md5-socket status [--json]  |  sshd-md5-socket --version
+       sshd-md5-socket status [--json] [-k KEYRING] | sshd-md5-socket --version
 
-Put the TCP-MD5 (RFC 2385) keys of KEYRING's [peers] on sshd's listening
-sockets before listen(): only peers signing with their key connect. A
+Put the TCP-MD5 (RFC 2385) or TCP-AO (RFC 5925) keys of KEYRING's [peers]
+on sshd's listening sockets before listen(): only peers signing connect. A
 keyring that does not load, or leaves a peer family uncovered, opens
 nothing. check and status have their own -h; see sshd-md5-socket(8).
 
