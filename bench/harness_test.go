@@ -39,8 +39,14 @@ type Result struct {
 	// Against names the Case, in the same Section and Link, that this
 	// one is divided by: ratio = this p50 / that p50 (and p99 / p99).
 	Against string
+	// Also names more cases it is divided by, each in a row of its own
+	// under this one (TCP-AO against TCP-MD5, and against unsigned).
+	Also    []string
 	Targets []Target
 	Note    string // one line printed under the table
+	// Guest marks a result measured in the TCG test guest (BenchmarkGuest):
+	// its table then says that its figures show relative cost only.
+	Guest bool
 }
 
 // Target is a bound on the ratio of one statistic ("p50" or "p99") to the

@@ -4,7 +4,6 @@ package bench
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -96,42 +95,16 @@ func (l *tpLab) serverKeys() []md5.Key {
 // namespace, keyed with keys (none: plain).
 func (l *tpLab) listen(b *testing.B, keys []md5.Key) *net.TCPListener {
 	b.Helper()
-	var ln net.Listener
-	err := l.server.Do(func() error {
-		lc := net.ListenConfig{}
-		if len(keys) > 0 {
-			lc.Control = md5.ListenControl(keys)
-		}
-		lc.SetMultipathTCP(false) // TCP_MD5SIG does not work on MPTCP sockets
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(l.addr, 0).String())
-		return err
-	})
-	if err != nil {
-		b.Fatalf("%s: listen in %s: %v", l.name, l.server.Name, err)
+	if len(keys) == 0 {
+		keys = nil // plain
 	}
-	b.Cleanup(func() { ln.Close() })
-	return ln.(*net.TCPListener)
+	return l.server.Listen(b, "tcp4", netip.AddrPortFrom(l.addr, 0).String(), keys)
 }
 
 // dial connects from the client namespace to port, signing with secret
 // (nil: plain).
 func (l *tpLab) dial(port int, secret md5.Secret) (*net.TCPConn, error) {
-	var c net.Conn
-	err := l.client.Do(func() error {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		if secret != nil {
-			d.Control = md5.DialControl(secret)
-		}
-		d.SetMultipathTCP(false)
-		var err error
-		c, err = d.Dial("tcp4", netip.AddrPortFrom(l.addr, uint16(port)).String())
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
+	return l.client.Dial("tcp4", netip.AddrPortFrom(l.addr, uint16(port)).String(), secret, 10*time.Second)
 }
 
 func tpPort(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }

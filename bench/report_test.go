@@ -17,6 +17,11 @@ const (
 	endMark   = "<!-- end results -->"
 )
 
+// tcgNote is said under every table measured in the test guest.
+const tcgNote = "**TCG: relative cost only.** This table was measured in the test guest (scripts/testkernel: qemu with TCG, the kernel built with CONFIG_TCP_AO, which this machine's kernel lacks), by bench/guest, which BenchmarkGuest runs. " +
+	"TCG emulates every instruction, and the guest's clock is emulated too, so its milliseconds and MB/s are not the host's and cannot be compared with the tables measured on the host: " +
+	"TCG figures show relative cost only, and only the ratios between the cases of this table, measured in one run with their rounds interleaved, mean anything."
+
 // writeReport replaces the results block of the markdown file at path
 // (creating the file if needed), leaving the prose around it alone.
 func writeReport(path string, rs []Result, notes map[string][]string) error {
@@ -44,6 +49,7 @@ func writeReport(path string, rs []Result, notes map[string][]string) error {
 		b.WriteString("| link | case | unit | n | p50 | p99 | min..max | vs | ratio p50 | ratio p99 | target | met |\n")
 		b.WriteString("|---|---|---|--:|--:|--:|--:|---|--:|--:|---|---|\n")
 		var rowNotes []string
+		guest := false
 		for _, r := range rs {
 			if r.Section != sec {
 				continue
@@ -73,6 +79,19 @@ func writeReport(path string, rs []Result, notes map[string][]string) error {
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s..%s | %s | %s | %s | %s | %s |\n",
 				r.Link, r.Case, r.Unit, len(r.Samples), num(p50), num(p99), num(Percentile(r.Samples, 0)), num(Percentile(r.Samples, 100)), vs, r50, r99, tgt, met)
+			// More bases: a row each, naming the case again and leaving its
+			// figures to the row above.
+			for _, also := range r.Also {
+				base, ok := find(rs, r.Section, r.Link, also)
+				if !ok {
+					return fmt.Errorf("%s/%s/%s: compared against %q, which has no result", r.Section, r.Link, r.Case, also)
+				}
+				fmt.Fprintf(&b, "| %s | %s (same samples) | | | | | | %s | %.3fx | %.3fx | | |\n",
+					r.Link, r.Case, also, p50/Percentile(base.Samples, 50), p99/Percentile(base.Samples, 99))
+			}
+			if r.Guest {
+				guest = true
+			}
 			if r.Note != "" {
 				rowNotes = append(rowNotes, fmt.Sprintf("- %s (%s): %s", r.Case, r.Link, r.Note))
 			}
@@ -82,6 +101,9 @@ func writeReport(path string, rs []Result, notes map[string][]string) error {
 		}
 		for _, n := range notes[sec] {
 			b.WriteString("\n" + n + "\n")
+		}
+		if guest {
+			b.WriteString("\n" + tcgNote + "\n")
 		}
 	}
 	b.WriteString("\n" + endMark + "\n")

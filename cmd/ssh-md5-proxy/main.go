@@ -1,7 +1,8 @@
 //go:build linux
 
 // Command ssh-md5-proxy is an OpenSSH ProxyCommand that connects with
-// TCP-MD5 signatures (RFC 2385), taking the key from a keyring file.
+// TCP-MD5 (RFC 2385) or TCP-AO (RFC 5925) signatures, taking the keys from
+// a keyring file.
 package main
 
 import (
@@ -34,10 +35,10 @@ const usage = `Usage: ssh-md5-proxy [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-4|-6]
        ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEOUT] ... HOST [PORT]
        ssh-md5-proxy --version
 
-Connect to HOST port PORT signing every segment with TCP-MD5 (RFC 2385),
-as an OpenSSH ProxyCommand. It never connects unsigned. keygen writes a
-new key, probe checks a server: see "keygen -h", "probe -h", and the man
-page ssh-md5-proxy(1).
+Connect to HOST port PORT signing every segment with TCP-MD5 (RFC 2385)
+or TCP-AO (RFC 5925), as the keyring says, as an OpenSSH ProxyCommand.
+It never connects unsigned. keygen writes a new key, probe checks a
+server: see "keygen -h", "probe -h", and the man page ssh-md5-proxy(1).
 
     -k KEYRING  Default: $SSH_MD5_KEYRING, else ~/.ssh/md5-keyring.toml.
     -n ALIAS    Look the key up by this alias (ssh's %n) before HOST.
@@ -184,7 +185,7 @@ func run(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 		Port:    port,
 		Network: network,
 		Timeout: timeout,
-		Secrets: h.Secrets(),
+		Keys:    h.DialKeys(),
 		KeyName: "hosts." + tomlKey(h.Name),
 	})
 	if err != nil {

@@ -16,11 +16,12 @@ import (
 const probeUsage = `Usage: ssh-md5-proxy probe [-k KEYRING] [-n ALIAS] [-t TIMEOUT] [-u TIMEOUT]
                            [--json] HOST [PORT]
 
-Check a TCP-MD5 SSH server: connect signed with the keyring's key for HOST
-(time to connect, SSH banner, host key fingerprint; it stops before any
-authentication), then connect to the same address unsigned, which must get
-no answer, or be refused as by a closed port (sshd-md5-socket in closed
-stealth mode). Nothing is sent beyond the SSH key exchange.
+Check a TCP-MD5 or TCP-AO SSH server: connect signed with the keyring's key
+for HOST (time to connect, SSH banner, host key fingerprint, the key that
+worked; it stops before any authentication), then connect to the same
+address unsigned, which must get no answer, or be refused as by a closed
+port (sshd-md5-socket in closed stealth mode). Nothing is sent beyond the
+SSH key exchange.
 
     -k KEYRING    Keyring file, as for a connection.
     -n ALIAS      Look the key up by this alias before HOST.
@@ -32,7 +33,7 @@ stealth mode). Nothing is sent beyond the SSH key exchange.
     PORT          Default: 22.
 
 Exit status: 0 if both checks hold, 1 if one fails, 2 on a usage error,
-255 on a keyring error.
+255 on a keyring error or a key this kernel cannot sign with.
 `
 
 func runProbe(args []string, stdout, stderr io.Writer) int {
@@ -88,13 +89,20 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		noKey(stderr, "probe: ", alias, host, kr)
 		return 255
 	}
-	r := proxy.Probe(context.Background(), proxy.Options{
+	o := proxy.Options{
 		Host:    host,
 		Port:    port,
 		Timeout: timeout,
-		Secrets: h.Secrets(),
+		Keys:    h.DialKeys(),
 		KeyName: "hosts." + tomlKey(h.Name),
-	}, unsigned)
+	}
+	// A key this system cannot sign with (TCP-AO on a kernel without
+	// it) is not a finding about the server: nothing is sent.
+	if err := proxy.Check(o); err != nil {
+		errorf(stderr, "probe: %v", err)
+		return 255
+	}
+	r := proxy.Probe(context.Background(), o, unsigned)
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

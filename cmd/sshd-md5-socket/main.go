@@ -28,10 +28,10 @@ const usage = `usage: sshd-md5-socket [-k KEYRING] [-l ADDR]... [--mode inetd|li
                        [--per-source-max-startups N] [--knocks=false]
                        [--stealth filtered|closed|auto] [-- COMMAND ARGS...]
        sshd-md5-socket check [-k KEYRING] [-l ADDR]... [--stealth MODE]
-       sshd-md5-socket status [--json]  |  sshd-md5-socket --version
+       sshd-md5-socket status [--json] [-k KEYRING] | sshd-md5-socket --version
 
-Put the TCP-MD5 (RFC 2385) keys of KEYRING's [peers] on sshd's listening
-sockets before listen(): only peers signing with their key connect. A
+Put the TCP-MD5 (RFC 2385) or TCP-AO (RFC 5925) keys of KEYRING's [peers]
+on sshd's listening sockets before listen(): only peers signing connect. A
 keyring that does not load, or leaves a peer family uncovered, opens
 nothing. check and status have their own -h; see sshd-md5-socket(8).
 
@@ -67,7 +67,7 @@ Exit status: 0 if the shim would start, 1 if it would refuse (or the
 keyring does not load), 2 on a usage error.
 `
 
-const statusUsage = `usage: sshd-md5-socket status [--json]
+const statusUsage = `usage: sshd-md5-socket status [--json] [-k KEYRING]
 
 Print the kernel's TCP-MD5 drop counters; for each listening socket that
 a process named sshd-md5-socket or sshd holds in this network namespace,
@@ -76,6 +76,7 @@ the last start under systemd failed. Reading another process's sockets
 needs root. Warns while ssh.service or ssh.socket is not masked.
 
   --json       print the result as JSON
+  -k KEYRING   name TCP-AO keys from it, default as for sshd-md5-socket
   -h           show this help
 
 Exit status: 0 if every listener is keyed for every peer family it takes;
@@ -133,12 +134,6 @@ func run(args []string, stderr *os.File) int {
 		fmt.Fprint(os.Stdout, version.String("sshd-md5-socket"))
 		return 0
 	}
-	if cfg.MaxConns < 1 {
-		return usageError(stderr, "", "--max-conns %d: must be at least 1", cfg.MaxConns)
-	}
-	if cfg.PerSourceMaxStartups < 1 {
-		return usageError(stderr, "", "--per-source-max-startups %d: must be at least 1", cfg.PerSourceMaxStartups)
-	}
 	cfg.NoKnocks = !*knocks
 	cfg.Command = fs.Args()
 	cfg.Stderr = stderr
@@ -187,6 +182,7 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 		fs.StringVar(&mode, "stealth", string(stealth.DefaultMode), "")
 	} else {
 		fs.BoolVar(&asJSON, "json", false, "")
+		fs.StringVar(&kr, "k", "", "")
 	}
 	cliflag.Once(fs, "l")
 	if err := fs.Parse(args); err != nil {
@@ -217,7 +213,7 @@ func runInspect(cmd string, args []string, stdout io.Writer, stderr *os.File) in
 			err = errors.Join(err, serr)
 		}
 	} else {
-		err = inspect.Status(stdout, asJSON)
+		err = inspect.Status(stdout, asJSON, kr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sshd-md5-socket %s: %v\n", cmd, err)

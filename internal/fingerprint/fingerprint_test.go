@@ -38,3 +38,28 @@ func TestDomainSeparated(t *testing.T) {
 		t.Fatal("fingerprint holds the key")
 	}
 }
+
+// The TCP-AO vector, computed with coreutils the same way with the AO
+// context:
+//
+//	printf 'sshmd5 ao key fingerprint v1\000KEY' | sha256sum | ...
+func TestKnownVectorAO(t *testing.T) {
+	const key = "hunter2-hunter2-hunter2-hunter2-hunter2-hun"
+	const want = "AOKEY:SHA256:9K/3PeHgbvP9TYG13X3M20VurjTvvSxJMGLYS4xF2us"
+	if got := OfAO([]byte(key)); got != want {
+		t.Fatalf("OfAO(%q) = %s, want %s", key, got, want)
+	}
+}
+
+// The same bytes as the two kinds of key: the hashes differ too, so that
+// no one can take one fingerprint for the other by its digits.
+func TestKindsSeparated(t *testing.T) {
+	key := []byte("some key")
+	md5, ao := Of(key), OfAO(key)
+	if !strings.HasPrefix(ao, AOPrefix) || len(ao) != len(AOPrefix)+43 {
+		t.Fatalf("OfAO = %q: want %s and 43 characters", ao, AOPrefix)
+	}
+	if strings.TrimPrefix(md5, Prefix) == strings.TrimPrefix(ao, AOPrefix) {
+		t.Fatal("a TCP-MD5 and a TCP-AO fingerprint share their hash")
+	}
+}

@@ -60,7 +60,19 @@ func Check(w io.Writer, path string, listen []string) error {
 		return err // names the file and the fix
 	}
 	kr := pl.Ring
-	fmt.Fprintf(w, "keyring %s: %d [peers] entries\n", path, len(kr.Peers))
+	var nAO int
+	aoEntry := map[bool]string{} // IPv4? -> a TCP-AO entry of that family
+	for _, p := range kr.Peers {
+		nAO += len(p.AO)
+		if is4 := p.Prefix.Addr().Is4(); p.IsAO() && aoEntry[is4] == "" {
+			aoEntry[is4] = p.Where(path)
+		}
+	}
+	if nAO > 0 {
+		fmt.Fprintf(w, "keyring %s: %d [peers] entries, %d TCP-AO keys\n", path, len(kr.Peers), nAO)
+	} else {
+		fmt.Fprintf(w, "keyring %s: %d [peers] entries\n", path, len(kr.Peers))
+	}
 	// Client-side entries do not stop the shim; say what is wrong with
 	// them all the same.
 	for _, warn := range kr.Warnings {
@@ -87,7 +99,16 @@ func Check(w io.Writer, path string, listen []string) error {
 				iface += " (MISSING)"
 			}
 		}
-		fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s  %s\n", fam, p.Prefix, iface, fingerprint.Of(p.Secret), p.Source)
+		if !p.IsAO() {
+			fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s  %s\n", fam, p.Prefix, iface, fingerprint.Of(p.Secret), p.Source)
+			continue
+		}
+		// One line per user's key: who, the IDs the peer must use (its
+		// send_id is our recv_id) and the MAC, never the key.
+		for _, a := range p.AO {
+			fmt.Fprintf(w, "  %-4s  %-20s  %-20s  %s  %s: send_id %d, recv_id %d, %s, %d-byte MAC  %s\n",
+				fam, p.Prefix, iface, fingerprint.OfAO(a.Secret), a.Name, a.SendID, a.RecvID, a.Algorithm, a.MACLen, a.Source)
+		}
 	}
 
 	optmem, optErr := readInt(OptmemMaxPath)
@@ -102,7 +123,12 @@ func Check(w io.Writer, path string, listen []string) error {
 				n6++
 			}
 		}
-		fmt.Fprintf(w, "listener %s (%s peers): %d keys", addrs[i], s.Families(), len(apply))
+		isAO := lp.Backend != nil && lp.Backend.Name() == "TCP-AO"
+		kind := "" // TCP-MD5 listeners print as they always have
+		if isAO {
+			kind = "TCP-AO, "
+		}
+		fmt.Fprintf(w, "listener %s (%s peers): %s%d keys", addrs[i], s.Families(), kind, len(apply))
 		var counts, cover []string
 		if s.Takes4 {
 			counts = append(counts, fmt.Sprintf("IPv4 %d", n4))
@@ -120,6 +146,9 @@ func Check(w io.Writer, path string, listen []string) error {
 				continue
 			}
 			state := "covered by " + fam.all.String()
+			if isAO {
+				state = "sealed (ao_required): a peer without one of its TCP-AO keys gets no answer"
+			}
 			for _, u := range uncovered {
 				if u == fam.all {
 					state = "NOT COVERED: peers outside the listed prefixes would connect unsigned"
@@ -131,6 +160,22 @@ func Check(w io.Writer, path string, listen []string) error {
 		if lp.Err != nil {
 			problems = append(problems, fmt.Sprintf("listener %s: %v", addrs[i], lp.Err))
 		}
+		// The keyring allows one backend per family; a plan that gives a
+		// listener of a TCP-AO family another one would leave it unsealed
+		// or unkeyed: never "ok".
+		for _, fam := range []struct {
+			takes, is4 bool
+			name       string
+		}{{s.Takes4, true, "IPv4"}, {s.Takes6, false, "IPv6"}} {
+			if fam.takes && aoEntry[fam.is4] != "" && (lp.Backend == nil || lp.Backend.Name() != "TCP-AO") {
+				backend := "no backend"
+				if lp.Backend != nil {
+					backend = lp.Backend.Name()
+				}
+				problems = append(problems, fmt.Sprintf("listener %s: its %s peers have TCP-AO keys (%s) but it would get %s; this sshd-md5-socket cannot serve TCP-AO entries: use TCP-MD5 ones (key_file) for %s", addrs[i], fam.name, aoEntry[fam.is4], backend, fam.name))
+				break
+			}
+		}
 		mem := len(apply) * KeyMemEstimate
 		switch {
 		case optErr != nil:
@@ -141,7 +186,10 @@ func Check(w io.Writer, path string, listen []string) error {
 		default:
 			fmt.Fprintf(w, "    key memory: about %d bytes of net.core.optmem_max %d: ok\n", mem, optmem)
 		}
-		if len(apply) > md5.MaxReadableKeys {
+		if isAO {
+			// TCP_AO_GET_KEYS reports any number of keys.
+			fmt.Fprintf(w, "    read-back: %d keys: ok\n", len(apply))
+		} else if len(apply) > md5.MaxReadableKeys {
 			fmt.Fprintf(w, "    read-back: %d keys > %d that sock_diag can report: reloads compare with what the shim installed;\n"+
 				"      under systemd, restart the .socket unit together with the service (a restart of the service alone is refused)\n", len(apply), md5.MaxReadableKeys)
 		} else {

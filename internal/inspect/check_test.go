@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sshmd5/sshmd5/internal/fingerprint"
+	"github.com/sshmd5/sshmd5/internal/listenaddr"
+	"github.com/sshmd5/sshmd5/internal/plan"
 	"github.com/sshmd5/sshmd5/internal/tcpsig/md5"
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
@@ -97,5 +100,44 @@ func TestUnmaskedSSH(t *testing.T) {
 	os.Symlink("/dev/null", filepath.Join(root, "run/systemd/system/ssh.socket"))
 	if w := UnmaskedSSH(root); len(w) != 0 {
 		t.Errorf("both masked: %q", w)
+	}
+}
+
+// TestCheckAO: TCP-AO keys are listed one a line without their secret,
+// and check never says ok for a listener of a TCP-AO family that the plan
+// gives another backend.
+func TestCheckAO(t *testing.T) {
+	dir := t.TempDir()
+	kr := filepath.Join(dir, "kr.toml")
+	testnet.WriteFile(t, kr, `[peers."0.0.0.0/0"]
+ao = [
+  { name = "alice", send_id = 101, recv_id = 1, key = "SECRET-alice" },
+  { name = "bob", send_id = 102, recv_id = 2, key = "SECRET-bob", algorithm = "hmac(sha1)" },
+]
+`)
+	var out bytes.Buffer
+	err := Check(&out, kr, []string{"0.0.0.0:22"})
+	for _, want := range []string{
+		"keyring " + kr + ": 1 [peers] entries, 2 TCP-AO keys\n",
+		"  IPv4  0.0.0.0/0             any interface         " + fingerprint.OfAO([]byte("SECRET-alice")) + "  alice: send_id 101, recv_id 1, hmac(sha256), 12-byte MAC  inline key (ao item 1 of 2)\n",
+		"  IPv4  0.0.0.0/0             any interface         " + fingerprint.OfAO([]byte("SECRET-bob")) + "  bob: send_id 102, recv_id 2, hmac(sha1), 12-byte MAC  inline key (ao item 2 of 2)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "SECRET") || err != nil && strings.Contains(err.Error(), "SECRET") {
+		t.Error("a secret was printed")
+	}
+	pl, perr := plan.Load(kr)
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	s, _ := listenaddr.Parse([]string{"0.0.0.0:22"})
+	if b := pl.For(s[0].Socket).Backend; b == nil || b.Name() != "TCP-AO" {
+		want := "listener 0.0.0.0:22: its IPv4 peers have TCP-AO keys (keyring " + kr + ":1: peers.\"0.0.0.0/0\") but it would get"
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(out.String(), "ok: sshd-md5-socket would start") {
+			t.Errorf("plan gives %v to a TCP-AO family; err = %v, want %q and no ok:\n%s", b, err, want, out.String())
+		}
 	}
 }

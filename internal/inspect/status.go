@@ -61,6 +61,12 @@ type Report struct {
 		Failure    uint64 `json:"md5_failure"`
 		Unexpected uint64 `json:"md5_unexpected"`
 	} `json:"drops"`
+	// AODrops: the TCP-AO counters, when a TCP-AO listener is found.
+	AODrops *struct {
+		Required    uint64 `json:"ao_required"`
+		KeyNotFound uint64 `json:"ao_key_not_found"`
+		Bad         uint64 `json:"ao_bad"`
+	} `json:"ao_drops,omitempty"`
 	Listeners []Listener `json:"listeners"`
 	// OtherNetns counts matching processes in another network namespace,
 	// whose keys sock_diag cannot read from here; they are skipped.
@@ -77,7 +83,15 @@ var RuntimeGlob = "/run/sshd-md5*/startup-error"
 // Status reads the drop counters and the keys of every listening TCP
 // socket held by a process named in ProcNames, and prints them as text
 // or JSON. It fails when it finds no listener or cannot read one.
-func Status(w io.Writer, asJSON bool) error {
+//
+// The kernel knows no key names: TCP-AO keys that the server keyring at
+// keyringPath ("" = keyring.DefaultServerPath()) holds, the very same key,
+// are shown with their name.
+func Status(w io.Writer, asJSON bool, keyringPath string) error {
+	if keyringPath == "" {
+		keyringPath = keyring.DefaultServerPath()
+	}
+	aoNamesPath = keyringPath
 	var r Report
 	c, err := md5.ReadCounters()
 	if err != nil {
@@ -87,6 +101,19 @@ func Status(w io.Writer, asJSON bool) error {
 	r.Listeners, r.OtherNetns, err = listeners()
 	if err != nil {
 		return err
+	}
+	for _, l := range r.Listeners {
+		if l.Backend != "TCP-AO" {
+			continue
+		}
+		if c, err := ao.ReadCounters(); err == nil {
+			r.AODrops = &struct {
+				Required    uint64 `json:"ao_required"`
+				KeyNotFound uint64 `json:"ao_key_not_found"`
+				Bad         uint64 `json:"ao_bad"`
+			}{c.Required, c.KeyNotFound, c.Bad}
+		}
+		break
 	}
 	var failed, open []string
 	protected := 0
@@ -114,6 +141,10 @@ func Status(w io.Writer, asJSON bool) error {
 	} else {
 		fmt.Fprintf(w, "TCP-MD5 drops in this network namespace: %d unsigned (TCPMD5NotFound), %d bad signature (TCPMD5Failure), %d unexpected signature (TCPMD5Unexpected)\n",
 			c.NotFound, c.Failure, c.Unexpected)
+		if d := r.AODrops; d != nil {
+			fmt.Fprintf(w, "TCP-AO drops in this network namespace: %d unsigned (TCPAORequired), %d unknown key ID (TCPAOKeyNotFound), %d bad MAC (TCPAOBad)\n",
+				d.Required, d.KeyNotFound, d.Bad)
+		}
 		for _, l := range r.Listeners {
 			fmt.Fprintf(w, "%s  pid %d (%s)  ", l.Local, l.PID, l.Process)
 			switch {
@@ -386,7 +417,11 @@ func inspectFD(pidfd, fd int) (Listener, bool) {
 	nameAO(keys)
 	for _, k := range keys {
 		l.Prefixes = append(l.Prefixes, k.String())
-		l.Fingerprints[k.String()] = fingerprint.Of(k.Secret)
+		if k.AO != nil {
+			l.Fingerprints[k.String()] = fingerprint.OfAO(k.Secret)
+		} else {
+			l.Fingerprints[k.String()] = fingerprint.Of(k.Secret)
+		}
 		clear(k.Secret)
 	}
 	if l.Backend == "TCP-AO" {
@@ -453,7 +488,7 @@ func procNetAddr(s string) netip.AddrPort {
 // and secret, to label the keys the kernel reports (it knows no names).
 // Loaded once; a keyring that does not load names nothing.
 var aoNames = sync.OnceValue(func() map[string]string {
-	kr, err := keyring.Load(keyring.DefaultServerPath(), keyring.Server)
+	kr, err := keyring.Load(aoNamesPath, keyring.Server)
 	if err != nil {
 		return nil
 	}
@@ -469,10 +504,13 @@ var aoNames = sync.OnceValue(func() map[string]string {
 	return m
 })
 
+// aoNamesPath is the keyring aoNames reads (Status sets it).
+var aoNamesPath string
+
 // aoLabel identifies a key by prefix, IDs and secret (as a fingerprint):
 // a name is given only to the very key the keyring holds.
 func aoLabel(k tcpsig.Key) string {
-	return fmt.Sprintf("%s %d %d %s", k.Prefix, k.AO.SendID, k.AO.RecvID, fingerprint.Of(k.Secret))
+	return fmt.Sprintf("%s %d %d %s", k.Prefix, k.AO.SendID, k.AO.RecvID, fingerprint.OfAO(k.Secret))
 }
 
 // nameAO names the TCP-AO keys in keys that the server keyring holds.

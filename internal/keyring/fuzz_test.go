@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,6 +34,14 @@ func FuzzParse(f *testing.F) {
 		"[hosts.a]\nkey = [\"a\", \"b\", \"c\", \"d\", \"e\"]\n",
 		"[hosts.a]\nkey = [\"a\", [\"b\"]]\n",
 		"[peers.\"::/0\"]\nkey = [\"a\"]\n",
+		"[peers.\"0.0.0.0/0\"]\nao = [\n  { name = \"alice\", send_id = 101, recv_id = 1, key_file = \"ao/alice.key\" },\n  { name = \"bob\", send_id = 102, recv_id = 2, key = \"b\", algorithm = \"cmac(aes128)\" },\n]\n",
+		"[peers.\"10.0.0.0/8\"]\ninterface = \"vrf-a\"\nao = [{ name = \"a\", send_id = 1, recv_id = 1, key = \"x\" }]\n[peers.\"0.0.0.0/0\"]\nao = [{ name = \"b\", send_id = 1, recv_id = 2, key = \"y\" }]\n",
+		"[[peers.\"::/0\".ao]]\nname = \"a\"\nsend_id = 1\nrecv_id = 256\nkey = \"x\"\n[[peers.\"::/0\".ao]]\nname = \"a\"\n",
+		"[peers.\"::/0\"]\nkey = \"m\"\n[peers.\"2001:db8::/32\"]\nao = [{ name = \"a\", send_id = 1, recv_id = 1, key = \"x\" }]\n",
+		"[hosts.a]\nao = [{ send_id = 1, recv_id = 101, key_file = \"ao/a.key\" }, { send_id = 1, recv_id = 2 }]\n",
+		"[hosts.a]\nao = [{ name = \"SECRET\" }]\n",
+		"peers = { \"::/0\" = { ao = [{ name = \"a\", send_id = 1, recv_id = 1, key = \"x\" }] } }\n",
+		"[peers.\"0.0.0.0/0\"]\nao = [\n",
 	}
 	for _, s := range seeds {
 		f.Add(s, "SECRETxyzzy")
@@ -68,25 +77,74 @@ func FuzzParse(f *testing.F) {
 			if len(h.Keys) < 1 || len(h.Keys) > MaxHostKeys {
 				t.Errorf("entry with %d keys accepted", len(h.Keys))
 			}
-			for _, hk := range h.Keys {
+			for i, hk := range h.Keys {
 				check(hk.Secret)
+				if hk.AO != nil {
+					checkAO(t, *hk.AO, false)
+					for _, o := range h.Keys[:i] {
+						if o.AO == nil || o.AO.SendID == hk.AO.SendID || o.AO.RecvID == hk.AO.RecvID {
+							t.Errorf("%s: keys of two kinds or with one ID accepted", h.Name)
+						}
+					}
+				}
 			}
 			k.Lookup(h.Name, h.Hostname)
 		}
 		k.Lookup(doc, secret)
+		kinds := map[bool]map[bool]bool{} // is4 -> IsAO
 		for i, p := range k.Peers {
-			check(p.Secret)
+			if kinds[p.Prefix.Addr().Is4()] == nil {
+				kinds[p.Prefix.Addr().Is4()] = map[bool]bool{}
+			}
+			if kinds[p.Prefix.Addr().Is4()][p.IsAO()] = true; len(kinds[p.Prefix.Addr().Is4()]) > 1 {
+				t.Error("TCP-MD5 and TCP-AO entries in one family accepted")
+			}
+			if !p.IsAO() {
+				check(p.Secret)
+			} else if p.Secret != nil || len(p.AO) > MaxAOKeys {
+				t.Errorf("TCP-AO entry with a TCP-MD5 key or %d keys accepted", len(p.AO))
+			}
+			for _, a := range p.AO {
+				checkAO(t, a.AO, true)
+			}
 			if !p.Prefix.IsValid() || p.Prefix.Masked() != p.Prefix || p.Prefix.Addr().Is4In6() || p.Prefix.Addr().Zone() != "" {
 				t.Errorf("bad prefix %v accepted", p.Prefix)
 			}
-			if err := p.Key(0).Validate(); err != nil {
-				t.Error(err)
+			for _, key := range p.Keys(0) {
+				if err := key.Validate(); err != nil {
+					t.Error(err)
+				}
+			}
+			// The kernel's rule: no ID twice where prefixes overlap and
+			// interfaces meet.
+			for _, o := range k.Peers[:i] {
+				if !o.Prefix.Overlaps(p.Prefix) || o.Interface != p.Interface && o.Interface != "" && p.Interface != "" {
+					continue
+				}
+				for _, a := range p.AO {
+					for _, b := range o.AO {
+						if a.SendID == b.SendID || a.RecvID == b.RecvID {
+							t.Errorf("%s and %s: one ID twice accepted", p.Name, o.Name)
+						}
+					}
+				}
 			}
 			if i > 0 && k.Peers[i-1].Prefix.Bits() < p.Prefix.Bits() {
 				t.Errorf("peers not sorted: %v before %v", k.Peers[i-1].Prefix, p.Prefix)
 			}
 		}
 	})
+}
+
+// checkAO checks a TCP-AO key the parser accepted.
+func checkAO(t *testing.T, a tcpsig.AO, peers bool) {
+	t.Helper()
+	if peers && a.Name == "" || a.Name != "" && CheckAOName(a.Name) != nil {
+		t.Errorf("bad name %q accepted", a.Name)
+	}
+	if !slices.Contains(tcpsig.AOAlgorithms, a.Algorithm) || a.MACLen != tcpsig.AODefaultMACLen {
+		t.Errorf("algorithm %q, MAC %d accepted", a.Algorithm, a.MACLen)
+	}
 }
 
 func isAlnum(s string) bool {

@@ -21,7 +21,7 @@
 //	key = "..."                      # inline key
 //	interface = "vrf-mgmt"           # optional: only on this interface (VRF)
 //
-// Every entry has exactly one of key (the string's bytes) and key_file (the
+// A TCP-MD5 entry has exactly one of key (the string's bytes) and key_file (the
 // file's bytes, less one trailing "\n" if there is one; a "\r" before it is
 // kept). A key is 1 to 80 bytes, the kernel's limit. In [hosts], either may
 // be a list of 1 to MaxHostKeys keys, newest first, so that a client can
@@ -33,6 +33,36 @@
 // Prefixes are written masked ("10.0.0.0/8", not "10.0.0.1/8") and IPv4 is
 // written as IPv4, not v4-mapped; a single address means /32 or /128. Two
 // [peers] entries may not name the same prefix and interface.
+//
+// A TCP-AO entry (RFC 5925) has an ao list instead of key or key_file:
+// one key per user, told apart by their IDs, so that one user's key can
+// be revoked without re-keying the others.
+//
+//	[peers."0.0.0.0/0"]              # server side: every user's key
+//	ao = [
+//	  { name = "alice", send_id = 101, recv_id = 1, key_file = "/etc/ssh/ao/alice.key" },
+//	  { name = "bob",   send_id = 102, recv_id = 2, key_file = "/etc/ssh/ao/bob.key", algorithm = "cmac(aes128)" },
+//	]
+//	[hosts.bastion]                  # client side: the IDs mirrored
+//	hostname = "bastion.example.net"
+//	ao = [{ send_id = 1, recv_id = 101, key_file = "ao/bastion.key" }]
+//
+// An ao item has send_id and recv_id (KeyIDs, 0 to 255: what this side
+// puts on its segments, and what it expects on the peer's; the client's
+// send_id is the server's recv_id), exactly one of key and key_file (as
+// above), an optional algorithm (tcpsig.AOAlgorithms; default
+// hmac(sha256), always with a 12-byte MAC), and a name, a token of 1 to 64
+// of [A-Za-z0-9._@-] that says whose key it is: required in [peers], where
+// logs show it, optional in [hosts]. [peers."…".ao] may also be written as
+// [[peers."…".ao]] tables. In [hosts], ao lists 1 to MaxHostKeys keys,
+// newest first, as key_file does, with no ID or key twice. In [peers],
+// ao lists up to MaxAOKeys keys, and the rules the kernel applies to
+// the keys of one socket are checked at load: among keys whose prefixes
+// overlap and whose interfaces meet (the same one, or one of them any),
+// each send_id and each recv_id once, so at most MaxAOKeys keys; a name
+// may have several keys (a rollover), never one key twice; and all [peers]
+// entries of a family are TCP-MD5 or all TCP-AO, as a socket that
+// requires TCP-AO takes no TCP-MD5 key.
 //
 // ssh-md5-proxy picks the [hosts] entry for a connection in this order:
 //
@@ -252,16 +282,20 @@ func Load(path string, side Side) (*Keyring, error) {
 	return Parse(path, data, side, readSecretFile)
 }
 
-// The fields each table's entries may have; every value is a string.
+// The fields each table's entries may have; every value is a string but
+// ao's, a list of tables (aoFields).
 var fields = map[string][]string{
-	"hosts": {"hostname", "key_file", "key"},
-	"peers": {"key_file", "key", "interface"},
+	"hosts": {"hostname", "key_file", "key", "ao"},
+	"peers": {"key_file", "key", "ao", "interface"},
 }
 
 // parser carries what every error message needs.
 type parser struct {
 	path    string
-	lines   map[string]int // toml.Key.String() -> line
+	data    []byte
+	lines   map[string]int   // toml.Key.String() -> line
+	starts  []int            // line -> offset of its start, when needed
+	arrays  map[string][]int // [[header]] -> its lines, when needed
 	readKey func(string) ([]byte, error)
 }
 
@@ -286,7 +320,7 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 	if readKey == nil {
 		readKey = readSecretFile
 	}
-	p := &parser{path: path, readKey: readKey}
+	p := &parser{path: path, data: data, readKey: readKey}
 	// Before the decoder, whose memory grows with the square of the
 	// nesting: a small hostile file could otherwise take gigabytes.
 	if err := checkShape(data); err != nil {
@@ -308,6 +342,7 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 		iface  string
 	}
 	peerEntries := map[peerID]string{}
+	var peers []aoPeer // every [peers] entry that parsed, in file order
 	// fail returns err when side uses the table, or keeps it as a warning.
 	fail := func(table string, err error) error {
 		if side.uses(table) {
@@ -375,17 +410,41 @@ func Parse(path string, data []byte, side Side, readKey func(path string) ([]byt
 			}
 			continue
 		}
-		if !side.uses(top) {
-			for _, hk := range entry.keys {
-				clear(hk.Secret) // checked, and not ours to keep
+		if top == "peers" {
+			// Kept until the checks between entries, whatever the side.
+			peers = append(peers, aoPeer{where: key.String(), line: entry.line, prefix: entry.prefix, iface: entry.iface, ao: entry.ao})
+			pe := Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Line: entry.line, AO: entry.ao}
+			if entry.ao == nil {
+				pe.Secret, pe.Source = entry.keys[0].Secret, entry.keys[0].Source
 			}
+			k.Peers = append(k.Peers, pe)
 			continue
 		}
-		if top == "hosts" {
-			k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Keys: entry.keys, Line: entry.line})
-		} else {
-			k.Peers = append(k.Peers, Peer{Name: key[1], Prefix: entry.prefix, Interface: entry.iface, Secret: entry.keys[0].Secret, Source: entry.keys[0].Source, Line: entry.line})
+		if !side.uses(top) {
+			entry.clear() // checked, and not ours to keep
+			continue
 		}
+		if entry.ao != nil {
+			for _, a := range entry.ao {
+				ao := a.AO
+				entry.keys = append(entry.keys, HostKey{Secret: a.Secret, Source: a.Source, AO: &ao})
+			}
+		}
+		k.Hosts = append(k.Hosts, Host{Name: key[1], Hostname: entry.hostname, Keys: entry.keys, Line: entry.line})
+	}
+	if err := p.checkPeersAO(peers); err != nil {
+		if err := fail("peers", err); err != nil {
+			return nil, err
+		}
+	}
+	if !side.uses("peers") {
+		for _, pe := range k.Peers {
+			clear(pe.Secret)
+			for _, a := range pe.AO {
+				clear(a.Secret)
+			}
+		}
+		k.Peers = nil
 	}
 	slices.SortStableFunc(k.Peers, func(a, b Peer) int {
 		if a.Prefix.Bits() != b.Prefix.Bits() {
@@ -408,7 +467,18 @@ type entry struct {
 	hostname string       // hosts
 	prefix   netip.Prefix // peers
 	iface    string       // peers
-	keys     []HostKey    // peers: exactly one
+	keys     []HostKey    // TCP-MD5: in [peers] exactly one
+	ao       []PeerAO     // TCP-AO, instead of keys
+}
+
+// clear wipes the entry's secrets.
+func (e entry) clear() {
+	for _, hk := range e.keys {
+		clear(hk.Secret)
+	}
+	for _, a := range e.ao {
+		clear(a.Secret)
+	}
 }
 
 // entry checks the entry key (hosts.NAME or peers.NAME) whose decoded
@@ -428,6 +498,11 @@ func (p *parser) entry(key toml.Key, v any) (entry, error) {
 		msgWhere, msg := where, ""
 		if !slices.Contains(fields[top], f) {
 			msg = fmt.Sprintf("unknown field %q; the fields are %s", f, fieldList(top))
+		} else if f == "ao" {
+			if _, ok := tableList(fv); ok {
+				continue
+			}
+			msgWhere, msg = fk.String(), `not a list of tables; write the TCP-AO keys as ao = [{ name = "alice", send_id = 1, recv_id = 101, key_file = "ao/alice.key" }], one { ... } per key`
 		} else if _, ok := fv.(string); !ok && !(top == "hosts" && (f == "key" || f == "key_file") && isList(fv)) {
 			msgWhere, msg = fk.String(), "not a string; every field is a quoted string on its own line, e.g. key_file = \"md5/bastion.key\""
 			if top == "hosts" && (f == "key" || f == "key_file") {
@@ -479,11 +554,23 @@ func (p *parser) entry(key toml.Key, v any) (entry, error) {
 	}
 	_, hasKey := m["key"]
 	_, hasFile := m["key_file"]
+	if _, hasAO := m["ao"]; hasAO {
+		if hasKey || hasFile {
+			field := "key"
+			if hasFile {
+				field = "key_file"
+			}
+			return e, p.errorf(e.line, where, "both %s and ao are set; an entry is TCP-MD5 (key or key_file) or TCP-AO (ao), not both: keep one", field)
+		}
+		var err error
+		e.ao, err = p.aoList(key, m["ao"], e.line)
+		return e, err
+	}
 	switch {
 	case hasKey && hasFile:
 		return e, p.errorf(e.line, where, "both key and key_file are set; keep one")
 	case !hasKey && !hasFile:
-		return e, p.errorf(e.line, where, `no key; add key_file = "path" or key = "..."`)
+		return e, p.errorf(e.line, where, `no key; add key_file = "path" or key = "..." for TCP-MD5, or ao = [{ ... }] for TCP-AO`)
 	}
 	field := "key"
 	if hasFile {
@@ -610,7 +697,7 @@ var duplicate = regexp.MustCompile(`^Key '(.*)' (has already been defined|was al
 // which on a key line is the key.
 var syntaxHints = []struct{ prefixes, hint string }{
 	{"expected value|unexpected EOF; expected value|Invalid integer|Invalid float|invalid float|not a binary|not an octal|not a hexadecimal|expected a digit|cannot use sign|floats must|Invalid TOML Datetime|invalid datetime",
-		`a value is not a quoted string; every field is one, e.g. key = "..." or key_file = "md5/bastion.key"`},
+		`a value is not a quoted string; every field is one, e.g. key = "..." or key_file = "md5/bastion.key", but for send_id and recv_id in an ao list, which are plain numbers (send_id = 1)`},
 	{`unexpected EOF; expected '"'|unexpected EOF; expected "'"|unexpected '""""""'|unexpected ""|invalid escape|Escaped character|expected two hex|expected four hex|expected eight hex|strings cannot contain newlines|control characters`,
 		`a string is not closed or holds a bad escape or a newline; write it on one line as "..." (or '...' to take backslashes literally)`},
 	{"expected a top-level item to end",

@@ -66,7 +66,7 @@ func TestParseErrors(t *testing.T) {
 		{"entry not a table", "[hosts]\na = \"" + secret + "\"\n", []string{kpath + ":2:", "hosts.a: not a table", "[hosts.bastion]"}},
 		{"hosts not a table", "# top\nhosts = 5\n", []string{kpath + ":2:", "hosts: not a table", "[hosts.bastion]"}},
 		{"peers not a table", "peers = \"x\"\n", []string{kpath + ":1:", "peers: not a table", `[peers."0.0.0.0/0"]`}},
-		{"unknown field", "[hosts.a]\nkey = \"" + secret + "\"\nkeyfile = \"x\"\n", []string{kpath + ":3:", "hosts.a", `unknown field "keyfile"`, "hostname, key_file and key"}},
+		{"unknown field", "[hosts.a]\nkey = \"" + secret + "\"\nkeyfile = \"x\"\n", []string{kpath + ":3:", "hosts.a", `unknown field "keyfile"`, "the fields are hostname, key_file, key and ao"}},
 		{"unknown peer field", "[peers.\"10.0.0.0/8\"]\nkey = \"" + secret + "\"\niface = \"x\"\n", []string{kpath + ":3:", `peers."10.0.0.0/8"`, `unknown field "iface"`, "interface"}},
 		{"unknown table", "[host.a]\nkey = \"" + secret + "\"\n", []string{kpath + ":1:", "unknown table host", "[hosts] and [peers]"}},
 		{"unknown top-level key", "foo = 1\n", []string{kpath + ":1:", "unknown table foo"}},

@@ -9,17 +9,20 @@ import (
 // it. BurntSushi/toml copies the key path for every key, so its time and
 // memory grow with the square of the depth of keys: 4,000 nested inline
 // tables (16 KB) took 1.1 GB, a key of 4,000 dotted parts (8 KB) 330 MB.
-// A keyring's deepest key has 3 parts (hosts.bastion.key_file, however it
-// is written: dotted, under a [header] or in inline tables), and a deeper
-// one is an error anyway. One more level lets `key.a = ...` reach the
-// checks that name it; nesting needs 2 (hosts = { a = { key = "..." } }),
-// arrays none. Under the bounds the worst case costs a few times what a
-// plain keyring of the same size does (DESIGN.md, "Keyring input is
-// bounded").
+// A keyring's deepest key has 4 parts (peers."::/0".ao.send_id, however
+// it is written: dotted, under a [header] or in inline tables), and a
+// deeper one is an error anyway; a TCP-MD5 entry's have 3, so `key.a =
+// ...` reaches the checks that name it. Nesting needs 4 (peers = { a = {
+// ao = [{ ... }] } }). An array holds at most MaxArrayItems items, the
+// most TCP-AO keys one entry can have, so that a hostile file is refused
+// before the decoder builds a table for each. Under the bounds the worst
+// case costs a few times what a plain keyring of the same size does
+// (DESIGN.md, "Keyring input is bounded").
 const (
-	MaxKeyDepth = 4       // parts of a key's full path: [table] header, inline tables and dots
-	MaxNesting  = 4       // arrays and inline tables inside one another
-	MaxSize     = 1 << 20 // bytes of keyring text (and of a key file)
+	MaxKeyDepth   = 4         // parts of a key's full path: [table] header, inline tables and dots
+	MaxNesting    = 4         // arrays and inline tables inside one another
+	MaxArrayItems = MaxAOKeys // items of one array (commas at its top level)
+	MaxSize       = 1 << 20   // bytes of keyring text (and of a key file)
 )
 
 // shapeError is a bound that a keyring's text exceeds.
@@ -39,6 +42,7 @@ func checkShape(data []byte) *shapeError {
 	var (
 		stack   []int // per open array or inline table: the depth of the key holding it
 		kinds   []byte
+		commas  []int // per open array or inline table: commas at its top level
 		line    = 1
 		keyMode = true // reading a key (or a header), not a value
 		header  bool   // inside [table] or [[table]]
@@ -57,19 +61,19 @@ func checkShape(data []byte) *shapeError {
 	}
 	tooDeepKey := func() *shapeError {
 		return &shapeError{line: line, what: "a key more than " + strconv.Itoa(MaxKeyDepth) +
-			` levels deep (counting its [table], inline tables and dotted parts), the limit; a keyring needs 3 (hosts.bastion.key_file): write [hosts.NAME] tables with plain fields, and quote names that hold dots, e.g. [hosts."web.example.net"]`}
+			` levels deep (counting its [table], inline tables and dotted parts), the limit; a keyring needs 3 (hosts.bastion.key_file), 4 in a TCP-AO list (peers."::/0".ao.send_id): write [hosts.NAME] tables with plain fields, and quote names that hold dots, e.g. [hosts."web.example.net"]`}
 	}
 	push := func(kind byte) *shapeError {
-		stack, kinds = append(stack, value), append(kinds, kind)
+		stack, kinds, commas = append(stack, value), append(kinds, kind), append(commas, 0)
 		if len(stack) > MaxNesting {
 			return &shapeError{line: line, what: "arrays and inline tables nested more than " + strconv.Itoa(MaxNesting) +
-				` deep, the limit; a keyring needs at most 2 (hosts = { bastion = { key_file = "..." } }): write [hosts.NAME] and [peers."ADDRESS"] tables instead`}
+				` deep, the limit; a keyring needs at most 2 (hosts = { bastion = { key_file = "..." } }), 4 with a TCP-AO list: write [hosts.NAME] and [peers."ADDRESS"] tables instead`}
 		}
 		return nil
 	}
 	pop := func(kind byte) {
 		if n := len(kinds); n > 0 && kinds[n-1] == kind {
-			stack, kinds = stack[:n-1], kinds[:n-1]
+			stack, kinds, commas = stack[:n-1], kinds[:n-1], commas[:n-1]
 			value = base()
 		}
 	}
@@ -128,6 +132,12 @@ func checkShape(data []byte) *shapeError {
 			keyMode = false
 		case c == ',' && inInline():
 			keyMode, dots = true, 0
+		case c == ',' && len(kinds) > 0:
+			// n commas hold n items with a trailing one, n+1 without.
+			if commas[len(commas)-1]++; commas[len(commas)-1] > MaxArrayItems {
+				return &shapeError{line: line, what: "an array of more than " + strconv.Itoa(MaxArrayItems) +
+					" items, the limit: no list in a keyring is longer (a [peers] entry has at most " + strconv.Itoa(MaxAOKeys) + " TCP-AO keys, as a KeyID is 8 bits)"}
+			}
 		}
 	}
 	return nil

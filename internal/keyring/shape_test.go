@@ -48,6 +48,16 @@ func TestShapeBounds(t *testing.T) {
 		{"brackets in comments", "# " + strings.Repeat("[", 20) + "\na = 1 # " + strings.Repeat("{", 20) + "\n", 0, ""},
 		{"line after multi-line string", "a = '''\n\n'''\n" + nestArray(MaxNesting+1), 4, "nested"},
 		{"escaped quote", `a = "\"[[[[[[[[[["` + "\n", 0, ""},
+		{"ao list", "[peers.\"::/0\"]\nao = [\n  { name = \"a\", send_id = 1, recv_id = 1, key_file = \"a.key\" },\n  { name = \"b\", send_id = 2, recv_id = 2, key = \"x\" },\n]\n", 0, ""},
+		{"ao list dotted", "peers.\"::/0\".ao = [{ name = \"a\" }]\n", 0, ""},
+		{"ao list inline", "peers = { \"::/0\" = { ao = [{ name = \"a\" }] } }\n", 0, ""},
+		{"ao array of tables", "[[peers.\"::/0\".ao]]\nname = \"a\"\n", 0, ""},
+		{"ao item key over", "[peers.\"::/0\"]\nao = [{ name.x = \"a\" }]\n", 2, "a key more than 4 levels deep"},
+		{"items at bound", "x = [" + strings.Repeat("{},", MaxArrayItems) + "]\n", 0, ""},
+		{"items at bound, no trailing comma", "x = [" + strings.Repeat("1,", MaxArrayItems) + "1]\n", 0, ""},
+		{"items over", "x = [\n" + strings.Repeat("{ a = 1, b = 2 },\n", MaxArrayItems+1) + "]\n", MaxArrayItems + 2, "an array of more than 256 items, the limit"},
+		{"items over, nested", "x = [[" + strings.Repeat("1,", MaxArrayItems+1) + "]]\n", 1, "an array of more than 256 items"},
+		{"commas in inline tables and strings", "x = [{" + strings.Repeat("a=1,", 300) + "b=\"" + strings.Repeat(",", 300) + "\"}]\n", 0, ""},
 		{"size at bound", strings.Repeat("#", MaxSize-1) + "\n", 0, ""},
 		{"size over", strings.Repeat("#", MaxSize) + "\n", 0, "1048577 bytes, more than the 1048576-byte limit"},
 	}
@@ -91,6 +101,11 @@ func worstCases() map[string][]byte {
 		"inline":      func(i int) string { return fmt.Sprintf("k%d = {a={a={a=1}}}\n", i) },
 		"nested":      func(i int) string { return fmt.Sprintf("k%d = [[[[1]]]]\n", i) },
 		"wide inline": func(i int) string { return fmt.Sprintf("k%d = {a.a.a=1,b.a.a=1,c.a.a=1,d.a.a=1}\n", i) },
+		// Tables in arrays at the item bound: the TCP-AO shape.
+		"ao items": func(i int) string {
+			return fmt.Sprintf("k%d.a = [%s]\n", i, strings.Repeat("{a=1,b=1},", MaxArrayItems))
+		},
+		"ao tables": func(i int) string { return fmt.Sprintf("[[k%d.a.a]]\na=1\n", i%100) },
 	}
 	out := map[string][]byte{}
 	for name, g := range gen {
@@ -141,7 +156,7 @@ func TestShapeWorstCase(t *testing.T) {
 func FuzzShape(f *testing.F) {
 	for _, s := range []string{
 		"a.b.c.d = 1\n", "[a.b]\nc.d = 1\n", "a = { b = { c = { d = 1 } } }\n", "a = [ { b.c.d = 1 } ]\n",
-		"[[a.b]]\nc = { d = 1 }\n", "'a.b'.\"c.d\" = 1\n", "a = \"\"\"\n[x.y.z.w.v]\n\"\"\"\n", "a = '''x'''\nb.c.d.e = 1\n",
+		"[[a.b]]\nc = { d = 1 }\n", "[p.\"::/0\"]\nao = [\n{ n = \"a\", s = 1 },\n{ n.x = 1 },\n]\n", "a = [" + strings.Repeat("{},", 257) + "]\n", "'a.b'.\"c.d\" = 1\n", "a = \"\"\"\n[x.y.z.w.v]\n\"\"\"\n", "a = '''x'''\nb.c.d.e = 1\n",
 		"a = \"\\\"\" # [x]\nb = 1\n", "a.b.c = { d = [ [ 1 ] ] }\n", "[a]\nb = [\n{ c.d = 1 },\n]\n",
 	} {
 		f.Add(s)

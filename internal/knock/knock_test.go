@@ -3,7 +3,6 @@
 package knock_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,40 +20,12 @@ import (
 	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // keyedListener opens a TCP-MD5 listener in ns on addr, keyed for every
 // IPv4 peer, and returns it with its namespace cookie.
 func keyedListener(t *testing.T, ns *testnet.NS, addr string) (net.Listener, uint64) {
 	t.Helper()
-	var ln net.Listener
-	err := ns.Do(func() error {
-		lc := net.ListenConfig{Control: md5.ListenControl([]md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: md5.Secret("knock-test-key")}})}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("keyed listener on %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	rc, _ := ln.(*net.TCPListener).SyscallConn()
+	ln := ns.Listen(t, "tcp4", addr, []md5.Key{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: md5.Secret("knock-test-key")}})
+	rc, _ := ln.SyscallConn()
 	var cookie uint64
 	var cerr error
 	rc.Control(func(fd uintptr) { cookie, cerr = knock.NetnsCookie(int(fd)) })
@@ -65,23 +35,15 @@ func keyedListener(t *testing.T, ns *testnet.NS, addr string) (net.Listener, uin
 	return ln, cookie
 }
 
-// knockFrom sends one SYN (unsigned, or signed with a wrong key) from ns:
-// the dial gives up before the first retransmission.
+// knockFrom sends one SYN (unsigned, or signed with a wrong key) from ns,
+// which gets no answer: the dial gives up before the first retransmission.
 func knockFrom(t *testing.T, ns *testnet.NS, addr string, wrongKey bool) {
 	t.Helper()
-	err := ns.Do(func() error {
-		d := net.Dialer{Timeout: 500 * time.Millisecond}
-		if wrongKey {
-			d.Control = md5.DialControl([]byte("not-the-key"))
-		}
-		c, err := d.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return fmt.Errorf("connected")
-		}
-		return nil
-	})
-	if err != nil {
+	var secret []byte
+	if wrongKey {
+		secret = []byte("not-the-key")
+	}
+	if err := ns.Unanswered(addr, secret, 500*time.Millisecond); err != nil {
 		t.Fatalf("knock on %s: %v", addr, err)
 	}
 }
@@ -121,7 +83,7 @@ func TestWatchTracepoints(t *testing.T) {
 	}
 	t.Cleanup(func() { os.Remove(liveDir); os.Remove(deadDir) })
 
-	var out logBuf
+	var out testnet.LockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -165,7 +127,7 @@ func TestWatchTracepoints(t *testing.T) {
 // Without tracefs: one line saying so, then the counters.
 func TestWatchFallback(t *testing.T) {
 	testnet.RequireRoot(t)
-	var out logBuf
+	var out testnet.LockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -183,7 +145,7 @@ func TestWatchFallback(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, out *logBuf, s string) {
+func waitFor(t *testing.T, out *testnet.LockedBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(out.String(), s) {

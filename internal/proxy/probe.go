@@ -36,8 +36,15 @@ type ProbeResult struct {
 	KeyFingerprint string `json:"key_fingerprint,omitempty"`
 	KeyIndex       int    `json:"key_index,omitempty"`
 	Keys           int    `json:"keys"`
-	OK             bool   `json:"ok"`
-	Signed         struct {
+	// Backend is "TCP-MD5" or "TCP-AO": that of the key that connected,
+	// else that of the entry's keys ("TCP-MD5 or TCP-AO" for a mix).
+	Backend string `json:"backend"`
+	// AO names the TCP-AO key that connected, by name, IDs and MAC (its
+	// fingerprint is KeyFingerprint, AOKEY:SHA256:...). Nil for TCP-MD5
+	// and when no key connected.
+	AO     *ProbeAO `json:"ao,omitempty"`
+	OK     bool     `json:"ok"`
+	Signed struct {
 		OK          bool    `json:"ok"`
 		ConnectMS   float64 `json:"connect_ms"`
 		Banner      string  `json:"banner,omitempty"`
@@ -51,16 +58,27 @@ type ProbeResult struct {
 	} `json:"unsigned"`
 }
 
+// ProbeAO is a TCP-AO key as probe reports it: what the server's keyring
+// names it by.
+type ProbeAO struct {
+	Name      string `json:"name,omitempty"`
+	SendID    uint8  `json:"send_id"`
+	RecvID    uint8  `json:"recv_id"`
+	Algorithm string `json:"algorithm"`
+	MACLen    int    `json:"mac_len"`
+}
+
 // errGotHostKey stops the SSH handshake once the host key is known: the
 // probe never authenticates.
 var errGotHostKey = errors.New("host key recorded")
 
-// Probe connects to o.Host signed with o.Secret, reads the SSH banner and
+// Probe connects to o.Host signed with o.Keys (racing them as DialAny
+// does), reads the SSH banner and
 // host key, then tries the same address unsigned, which a correctly keyed
 // server must leave unanswered within unsignedTimeout, or refuse as a
 // closed port (--stealth closed).
 func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeResult {
-	r := ProbeResult{Host: o.Host, Port: o.Port, KeyName: o.KeyName, Keys: len(o.Secrets)}
+	r := ProbeResult{Host: o.Host, Port: o.Port, KeyName: o.KeyName, Keys: len(o.Keys), Backend: kinds(len(o.Keys), aoParts(o.Keys))}
 	r.Unsigned.Result = "not tried: the signed connection failed"
 	start := time.Now()
 	conn, i, err := DialAny(ctx, o)
@@ -68,7 +86,14 @@ func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeR
 		r.Signed.Error = err.Error()
 		return r
 	}
-	r.KeyIndex, r.KeyFingerprint = i+1, fingerprint.Of(o.Secrets[i])
+	k := o.Keys[i]
+	r.KeyIndex, r.Backend = i+1, k.Backend()
+	if k.AO != nil {
+		r.AO = &ProbeAO{Name: k.AO.Name, SendID: k.AO.SendID, RecvID: k.AO.RecvID, Algorithm: k.AO.Algorithm, MACLen: k.AO.MACLen}
+		r.KeyFingerprint = fingerprint.OfAO(k.Secret)
+	} else {
+		r.KeyFingerprint = fingerprint.Of(k.Secret)
+	}
 	r.Signed.ConnectMS = float64(time.Since(start).Microseconds()) / 1000
 	r.Address = conn.RemoteAddr().String()
 	if err := readHostKey(conn, o.Timeout, &r); err != nil {
@@ -84,7 +109,11 @@ func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeR
 	switch {
 	case err == nil:
 		uc.Close()
-		r.Unsigned.Result = fmt.Sprintf("FAIL: %s accepted an unsigned connection: the server's listener lacks a catch-all key (check it with sshd-md5-socket check/status)", r.Address)
+		why := "lacks a catch-all key"
+		if r.AO != nil {
+			why = "is not sealed (ao_required)"
+		}
+		r.Unsigned.Result = fmt.Sprintf("FAIL: %s accepted an unsigned connection: the server's listener %s (check it with sshd-md5-socket check/status)", r.Address, why)
 	case errors.As(err, &ne) && ne.Timeout():
 		r.Unsigned.OK = true
 		r.Unsigned.Result = fmt.Sprintf("no answer within %s, as it should be: unsigned SYNs are dropped", unsignedTimeout)
@@ -94,7 +123,7 @@ func Probe(ctx context.Context, o Options, unsignedTimeout time.Duration) ProbeR
 		r.Unsigned.OK = true
 		r.Unsigned.Result = "refused, as by a closed port, as it should be (sshd-md5-socket --stealth closed): nothing took the unsigned connection"
 	default:
-		r.Unsigned.Result = fmt.Sprintf("FAIL: %s answered an unsigned connection: %v (a TCP-MD5 listener drops it silently; something else answers there)", r.Address, err)
+		r.Unsigned.Result = fmt.Sprintf("FAIL: %s answered an unsigned connection: %v (a %s listener drops it silently; something else answers there)", r.Address, err, r.Backend)
 	}
 	r.OK = r.Signed.OK && r.Unsigned.OK
 	return r
@@ -155,7 +184,7 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // Text formats r for people.
 func (r ProbeResult) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "probe %s port %s (key from %s)\n", r.Host, r.Port, r.KeyName)
+	fmt.Fprintf(&b, "probe %s port %s (%s key from %s)\n", r.Host, r.Port, r.Backend, r.KeyName)
 	if r.Signed.Error != "" && r.Address == "" {
 		fmt.Fprintf(&b, "signed:   FAIL: %s\n", r.Signed.Error)
 	} else {
@@ -168,10 +197,18 @@ func (r ProbeResult) Text() string {
 		// After the host key: a script that takes the first SHA256: of
 		// the output gets the host key's, as before keys had
 		// fingerprints.
+		which := r.KeyFingerprint
+		if r.AO != nil {
+			name := ""
+			if r.AO.Name != "" {
+				name = r.AO.Name + " "
+			}
+			which = fmt.Sprintf("%s(send_id %d, recv_id %d, %s, %d-byte MAC) %s", name, r.AO.SendID, r.AO.RecvID, r.AO.Algorithm, r.AO.MACLen, r.KeyFingerprint)
+		}
 		if r.Keys > 1 {
-			fmt.Fprintf(&b, "          TCP-MD5 key %d of %d: %s\n", r.KeyIndex, r.Keys, r.KeyFingerprint)
+			fmt.Fprintf(&b, "          %s key %d of %d: %s\n", r.Backend, r.KeyIndex, r.Keys, which)
 		} else {
-			fmt.Fprintf(&b, "          TCP-MD5 key %s\n", r.KeyFingerprint)
+			fmt.Fprintf(&b, "          %s key %s\n", r.Backend, which)
 		}
 	}
 	fmt.Fprintf(&b, "unsigned: %s\n", r.Unsigned.Result)

@@ -84,21 +84,22 @@ func keyedListener(t *testing.T, secret md5.Secret) (*testnet.NS, net.Listener) 
 // every IPv4 peer.
 func keyedListenerAt(t *testing.T, ns *testnet.NS, addr netip.Addr, secret md5.Secret) net.Listener {
 	t.Helper()
-	var ln net.Listener
-	err := ns.Do(func() error {
-		lc := net.ListenConfig{Control: md5.ListenControl([]md5.Key{
-			{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: secret},
-		})}
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(addr, 0).String())
-		return err
+	return ns.Listen(t, "tcp4", netip.AddrPortFrom(addr, 0).String(), []md5.Key{
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Secret: secret},
 	})
-	if err != nil {
-		t.Fatalf("keyed listener: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
+}
+
+// serveOne accepts one connection on ln in the background and hands it
+// to serve, closing it when serve returns.
+func serveOne(ln net.Listener, serve func(c net.Conn)) {
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
 }
 
 // dialIn runs Dial inside ns. A literal address is dialled on the calling
@@ -118,11 +119,20 @@ func dialIn(ns *testnet.NS, o Options) (c *net.TCPConn, err error) {
 func dialTestKey(t *testing.T, ns *testnet.NS, ln net.Listener) *net.TCPConn {
 	t.Helper()
 	addr := ln.Addr().(*net.TCPAddr)
-	conn, err := dialIn(ns, Options{Host: addr.IP.String(), Port: portOf(ln), Timeout: 5 * time.Second, Secrets: []md5.Secret{md5.Secret(testSecret)}})
+	conn, err := dialIn(ns, Options{Host: addr.IP.String(), Port: portOf(ln), Timeout: 5 * time.Second, Keys: mdKeys(testSecret)})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
 	return conn
+}
+
+// mdKeys returns TCP-MD5 dial keys with the given secrets.
+func mdKeys(secrets ...string) []tcpsig.Key {
+	out := make([]tcpsig.Key, len(secrets))
+	for i, s := range secrets {
+		out[i] = tcpsig.Key{Secret: tcpsig.Secret(s)}
+	}
+	return out
 }
 
 func portOf(ln net.Listener) string { return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port) }
@@ -217,18 +227,13 @@ func TestCheckFDPass(t *testing.T) {
 // half-close at stdin EOF and keep reading.
 func TestCopyHalfClose(t *testing.T) {
 	ns, ln := keyedListener(t, md5.Secret(testSecret))
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	serveOne(ln, func(c net.Conn) {
 		h := sha256.New()
 		if _, err := io.Copy(h, c); err != nil {
 			return
 		}
 		fmt.Fprintf(c, "%x\n", h.Sum(nil))
-	}()
+	})
 	conn := dialTestKey(t, ns, ln)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	r, w, err := os.Pipe()
@@ -262,7 +267,7 @@ func TestDialWrongKey(t *testing.T) {
 	ns, ln := keyedListener(t, md5.Secret(testSecret))
 	start := time.Now()
 	_, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: time.Second,
-		Secrets: []md5.Secret{md5.Secret("another-secret")}, KeyName: "hosts.x"})
+		Keys: mdKeys("another-secret"), KeyName: "hosts.x"})
 	var na *NoAnswerError
 	if !errors.As(err, &na) {
 		t.Fatalf("got %v, want NoAnswerError", err)
@@ -301,11 +306,11 @@ func TestDialFailsClosed(t *testing.T) {
 	tooLong := md5.Secret(strings.Repeat("k", md5.MaxKeyLen+1))
 	// A list with a bad key is refused whole: a key that cannot be set
 	// must not leave its socket to connect unsigned beside the others.
-	for _, ss := range [][]md5.Secret{nil, {nil}, {tooLong}, {md5.Secret("ok"), nil}} {
-		c, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 2 * time.Second, Secrets: ss})
+	for _, ks := range [][]tcpsig.Key{nil, {{}}, {{Secret: tooLong}}, {{Secret: md5.Secret("ok")}, {}}} {
+		c, err := dialIn(ns, Options{Host: "127.0.0.1", Port: portOf(ln), Timeout: 2 * time.Second, Keys: ks})
 		if err == nil {
 			c.Close()
-			t.Errorf("secrets %d: Dial succeeded", len(ss))
+			t.Errorf("keys %d: Dial succeeded", len(ks))
 		}
 		if strings.Contains(fmt.Sprint(err), string(tooLong)) {
 			t.Errorf("the secret is in the error")

@@ -134,14 +134,9 @@ func TestCopyFullPipeNoSpin(t *testing.T) {
 		t.Run(pipeMode(blocking), func(t *testing.T) {
 			ns, ln := keyedListener(t, md5.Secret(testSecret))
 			down := make([]byte, 8<<20)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
+			serveOne(ln, func(c net.Conn) {
 				c.Write(down) // far more than the pipe and socket buffers hold
-			}()
+			})
 			conn := dialTestKey(t, ns, ln)
 			inR, inW := pipePair(t, blocking) // stays open and empty: ssh has nothing to say
 			outR, outW := pipePair(t, blocking)
@@ -253,19 +248,14 @@ func TestCopyStdoutClosedIsQuiet(t *testing.T) {
 	for _, blocking := range []bool{true, false} {
 		t.Run(pipeMode(blocking), func(t *testing.T) {
 			ns, ln := keyedListener(t, md5.Secret(testSecret))
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
+			serveOne(ln, func(c net.Conn) {
 				buf := make([]byte, 64<<10)
 				for {
 					if _, err := c.Write(buf); err != nil {
 						return
 					}
 				}
-			}()
+			})
 			conn := dialTestKey(t, ns, ln)
 			inR, _ := pipePair(t, blocking)
 			outR, outW := pipePair(t, blocking)
@@ -291,12 +281,7 @@ func TestCopyStdoutClosedIsQuiet(t *testing.T) {
 // moves up to that much instead of 64 KiB.
 func TestCopyGrowsPipes(t *testing.T) {
 	ns, ln := keyedListener(t, md5.Secret(testSecret))
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			io.Copy(io.Discard, c)
-			c.Close()
-		}
-	}()
+	serveOne(ln, func(c net.Conn) { io.Copy(io.Discard, c) })
 	conn := dialTestKey(t, ns, ln)
 	inR, inW := pipePair(t, true)
 	_, outW := pipePair(t, true)
@@ -327,14 +312,9 @@ func TestCopyEOFWithFullPipe(t *testing.T) {
 		t.Run(pipeMode(blocking), func(t *testing.T) {
 			ns, ln := keyedListener(t, md5.Secret(testSecret))
 			down := make([]byte, spliceMax) // what pipeFD asks the pipe to hold
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
+			serveOne(ln, func(c net.Conn) {
 				c.Write(down)
-				c.Close()
-			}()
+			})
 			conn := dialTestKey(t, ns, ln)
 			inR, inW := pipePair(t, blocking)
 			defer inW.Close()

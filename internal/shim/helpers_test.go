@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,6 +89,15 @@ func (e *env) writeKeyring(path string, peers map[string][]byte) {
 	kr.Write(e.t, path)
 }
 
+// keyring writes the server keyring keyring.toml in the test's directory
+// with inline keys for peers and returns its path.
+func (e *env) keyring(peers map[string][]byte) string {
+	e.t.Helper()
+	kr := filepath.Join(e.dir, "keyring.toml")
+	e.writeKeyring(kr, peers)
+	return kr
+}
+
 func (e *env) writeFile(path, text string) {
 	e.t.Helper()
 	testnet.WriteFile(e.t, path, text)
@@ -112,17 +123,70 @@ func (e *env) dial(addr string, secret []byte, timeout time.Duration) (net.Conn,
 
 // dialIn connects from namespace ns, signed with secret (nil: unsigned).
 func dialIn(ns *testnet.NS, addr string, secret []byte, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := ns.Do(func() error {
-		d := net.Dialer{Timeout: timeout}
-		if secret != nil {
-			d.Control = md5.DialControl(secret)
+	c, err := ns.Dial("tcp", addr, secret, timeout)
+	if err != nil {
+		return nil, err // not a nil *net.TCPConn in a non-nil net.Conn
+	}
+	return c, nil
+}
+
+// served makes n connections from the client namespace to addr, signed
+// with secret, 8 at a time, and fails the test unless sshd's banner
+// arrives on each. With hold it returns them open (and closes them at
+// cleanup); without, each is closed once its banner is read.
+func (e *env) served(addr string, secret []byte, n int, hold bool) []net.Conn {
+	e.t.Helper()
+	var (
+		mu   sync.Mutex
+		held []net.Conn
+	)
+	err := testnet.Parallel(n, 8, func(int) error {
+		c, err := e.dial(addr, secret, 5*time.Second)
+		if err != nil {
+			return err
 		}
-		var err error
-		c, err = d.Dial("tcp", addr)
-		return err
+		if hold {
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		} else {
+			defer c.Close()
+		}
+		if b, err := banner(c); !strings.HasPrefix(b, "SSH-2.0-") {
+			return fmt.Errorf("no banner: %q, %v", b, err)
+		}
+		return nil
 	})
-	return c, err
+	e.t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return held
+}
+
+// waitServed dials addr from ns, signed with secret, until sshd's banner
+// comes back, as it does once a slot frees (a session's sshd has exited),
+// and fails with msg after 10 s.
+func waitServed(t *testing.T, ns *testnet.NS, addr string, secret []byte, msg string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		c, err := dialIn(ns, addr, secret, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := banner(c)
+		c.Close()
+		if strings.HasPrefix(b, "SSH-2.0-") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+	}
 }
 
 // banner reads the first line sshd sends.
@@ -140,6 +204,15 @@ func (e *env) ssh(host netip.Addr, port int, keyring string, command ...string) 
 	cmd := e.client.Cmd("ssh", append(args, command...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// login logs in from the client namespace through ssh-md5-proxy with
+// keyring and runs echo, failing the test with what unless it works.
+func (e *env) login(host netip.Addr, port int, keyring, what string) {
+	e.t.Helper()
+	if out, err := e.ssh(host, port, keyring, "echo", "login-ok"); err != nil || !strings.Contains(out, "login-ok") {
+		e.t.Fatalf("%s: %v: %s", what, err, out)
+	}
 }
 
 // listenerKeys reads back, through the kernel, the keys on every listening

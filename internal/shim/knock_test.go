@@ -23,8 +23,7 @@ import (
 // with tracefs (or tfs = a folder without it, for the fallback).
 func (e *env) knockShim(tfs string, k []byte, extra ...string) *testnet.Proc {
 	e.t.Helper()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k, "::/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k, "::/0": k})
 	e.t.Setenv(knock.TracefsEnv, tfs)
 	args := append([]string{"-k", kr, "-l", "[::]:" + strconv.Itoa(port)}, extra...)
 	p := e.start(nil, e.shim, append(append(args, "--"), e.sshd.InetdArgs()...)...)
@@ -105,10 +104,7 @@ func TestKnockLog(t *testing.T) {
 	}
 	p.WaitLog(`knock: unsigned from `+regexp.QuoteMeta(e.link.AddrB6.String()), 5*time.Second)
 	// A signed login still works, and is no knock.
-	out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok")
-	if err != nil || !strings.Contains(out, "login-ok") {
-		t.Fatalf("signed ssh login: %v: %s", err, out)
-	}
+	e.login(e.link.AddrA4, port, e.keyFile(k), "signed ssh login")
 	d := e.server.MD5Counters(t).Sub(before)
 	stop(e.t, p)
 	log := p.Log()

@@ -4,12 +4,9 @@ package shim_test
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +18,7 @@ import (
 func TestMaxConns(t *testing.T) {
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-conns", "2", "--"}, e.sshd.InetdArgs()...)...)
 	p.WaitLog(`at most 2 at a time`, 10*time.Second)
@@ -46,22 +42,7 @@ func TestMaxConns(t *testing.T) {
 	p.WaitLog(`closed connection from .*: --max-conns 2 reached`, 5*time.Second)
 	held[0].Close()
 	// sshd -i notices the closed connection and exits; the slot frees.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := e.dial(addr, k, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := banner(c)
-		c.Close()
-		if strings.HasPrefix(b, "SSH-2.0-") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no connection served after a slot was freed")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitServed(t, e.client, addr, k, "no connection served after a slot was freed")
 	held[1].Close()
 }
 
@@ -71,8 +52,7 @@ func TestMaxConns(t *testing.T) {
 func TestNoZombiesNoFDLeak(t *testing.T) {
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	// One source, 8 connections at a time, none authenticating, and a
 	// closed one counts until its sshd has exited: past the default
@@ -80,77 +60,24 @@ func TestNoZombiesNoFDLeak(t *testing.T) {
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-startups", "100", "--per-source-max-startups", "100", "--"}, e.sshd.InetdArgs()...)...)
 	p.WaitLog(`serving`, 10*time.Second)
 	pid := p.Cmd.Process.Pid
-	fds := func() int {
-		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(ents)
-	}
-	// children lists the shim's child processes; it waits for the sshd
-	// processes of closed connections to exit and be reaped.
-	children := func() []string {
-		var kids []string
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			kids = kids[:0]
-			tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-			for _, f := range tasks {
-				b, _ := os.ReadFile(f)
-				kids = append(kids, strings.Fields(string(b))...)
-			}
-			if len(kids) == 0 || time.Now().After(deadline) {
-				return kids
-			}
-		}
-	}
-	run := func(n int) {
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		work := make(chan int, n)
-		for i := range n {
-			work <- i
-		}
-		close(work)
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range work {
-					c, err := e.dial(addr, k, 5*time.Second)
-					if err != nil {
-						errs <- err
-						return
-					}
-					b, err := banner(c)
-					c.Close()
-					if !strings.HasPrefix(b, "SSH-2.0-") {
-						errs <- fmt.Errorf("no banner: %q, %v", b, err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-	}
-	before := fds()
+	// children waits for the sshd processes of closed connections to exit
+	// and be reaped, and returns the shim's children left.
+	children := func() map[int]string { return testnet.WaitChildren(pid, 15*time.Second, nil) }
+	before := testnet.FDs(t, pid)
 	start := time.Now()
-	run(200)
+	e.served(addr, k, 200, false)
 	if kids := children(); len(kids) != 0 {
-		for _, kid := range kids {
-			st, _ := os.ReadFile("/proc/" + kid + "/stat")
-			t.Logf("child %s: %s", kid, st)
+		for kid := range kids {
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", kid))
+			t.Logf("child %d: %s", kid, st)
 		}
 		t.Fatalf("after 200 connections the shim still has %d children (zombies or hung sshd)", len(kids))
 	}
-	run(800)
+	e.served(addr, k, 800, false)
 	if kids := children(); len(kids) != 0 {
 		t.Fatalf("after 1000 connections the shim still has %d children", len(kids))
 	}
-	after := fds()
+	after := testnet.FDs(t, pid)
 	t.Logf("1000 connections in %v; shim fds before %d, after %d", time.Since(start).Round(time.Millisecond), before, after)
 	if after > before+2 {
 		t.Fatalf("the shim's fds grew from %d to %d over 1000 connections", before, after)
@@ -192,8 +119,7 @@ func TestThreadsBounded(t *testing.T) {
 	const most = 30
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--max-conns", strconv.Itoa(n),
 		// Silent connections are unauthenticated: let them all in.
@@ -201,50 +127,13 @@ func TestThreadsBounded(t *testing.T) {
 	p.WaitLog(`serving`, 10*time.Second)
 	pid := p.Cmd.Process.Pid
 	before := threads(t, pid)
-	var (
-		mu   sync.Mutex
-		held []net.Conn
-		wg   sync.WaitGroup
-		errs = make(chan error, n)
-	)
-	work := make(chan int, n)
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range work {
-				c, err := e.dial(addr, k, 5*time.Second)
-				if err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				held = append(held, c)
-				mu.Unlock()
-				if b, err := banner(c); !strings.HasPrefix(b, "SSH-2.0-") {
-					errs <- fmt.Errorf("no banner: %q, %v", b, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	held := e.served(addr, k, n, true)
 	during := threads(t, pid)
 	for _, c := range held {
 		c.Close()
 	}
-	for deadline := time.Now().Add(20 * time.Second); len(testnet.Children(pid)) > 0; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d children left 20s after their connections closed", len(testnet.Children(pid)))
-		}
+	if left := testnet.WaitChildren(pid, 20*time.Second, nil); len(left) > 0 {
+		t.Fatalf("%d children left 20s after their connections closed", len(left))
 	}
 	after := threads(t, pid)
 	t.Logf("shim threads: %d before, %d with %d sessions open, %d after they ended", before, during, n, after)

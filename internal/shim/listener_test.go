@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,16 +35,13 @@ func TestListenerModeAndSIGHUP(t *testing.T) {
 	e := newEnv(t, "Port "+strconv.Itoa(port))
 	k := e.secret()
 	peers := map[string][]byte{"0.0.0.0/0": k}
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, peers)
+	kr := e.keyring(peers)
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"--mode", "listener", "-k", kr, "-l", addr, "--"}, e.sshd.DaemonArgs()...)...)
 	p.WaitLog(`Server listening on `+e.link.AddrA4.String()+` port 2222`, 10*time.Second)
 	pid := p.Cmd.Process.Pid
 	e.checkKeys(pid, addr, peers)
-	if out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok"); err != nil || !strings.Contains(out, "login-ok") {
-		t.Fatalf("signed ssh login: %v: %s", err, out)
-	}
+	e.login(e.link.AddrA4, port, e.keyFile(k), "signed ssh login")
 	e.expectNoAnswer(addr, nil)
 
 	p.Cmd.Process.Signal(syscall.SIGHUP)
@@ -108,8 +104,7 @@ func TestListenerModeAndSIGHUP(t *testing.T) {
 func TestListenerModeSIGHUPLosesStdFDs(t *testing.T) {
 	e := newEnv(t, "Port "+strconv.Itoa(port))
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	stdFDs := func(pid int) []string {
 		var fds []string

@@ -111,9 +111,7 @@ func TestReload(t *testing.T) {
 	hup(`reload: 2 key\(s\) from .* in force`)
 	e.checkKeys(pid, addr, peers)
 	sess.check(t, "after-add")
-	if out, err := e.ssh(e.link.AddrA4, port, e.keyFile(kc), "echo", "login-ok"); err != nil || !strings.Contains(out, "login-ok") {
-		t.Fatalf("login with the added /32 key: %v: %s", err, out)
-	}
+	e.login(e.link.AddrA4, port, e.keyFile(kc), "login with the added /32 key")
 
 	// Change a key.
 	peers = map[string][]byte{"0.0.0.0/0": k2, clientNet: kc}
@@ -128,9 +126,7 @@ func TestReload(t *testing.T) {
 	hup(`reload: .*: 0 added, 0 replaced, 1 deleted`)
 	e.checkKeys(pid, addr, peers)
 	sess.check(t, "after-remove")
-	if out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k2), "echo", "login-ok"); err != nil || !strings.Contains(out, "login-ok") {
-		t.Fatalf("login with the changed 0/0 key: %v: %s", err, out)
-	}
+	e.login(e.link.AddrA4, port, e.keyFile(k2), "login with the changed 0/0 key")
 
 	// Broken keyring: a parse error keeps the old keys.
 	e.writeFile(kr, "[peers.\"0.0.0.0/0\"\nkey = \"SECRET-broken\"\n")
@@ -152,8 +148,7 @@ func TestReload(t *testing.T) {
 func TestSIGTERM(t *testing.T) {
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
 	p.WaitLog(`serving`, 10*time.Second)
@@ -263,8 +258,7 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 	e := newEnv(t)
 	e.server.Run(t, "sysctl", "-qw", "net.core.optmem_max=4194304")
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, manyPeers(5000, e.secret(), map[string][]byte{"0.0.0.0/0": k}))
+	kr := e.keyring(manyPeers(5000, e.secret(), map[string][]byte{"0.0.0.0/0": k}))
 	addr := hostPort(e.link.AddrA4, port)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", addr, "--"}, e.sshd.InetdArgs()...)...)
 	// "ip netns exec" is the process until it execs the shim; a HUP to
@@ -418,8 +412,7 @@ func TestStoredSocketPastReadBackLimit(t *testing.T) {
 func TestStoredSocketsMatchedToListen(t *testing.T) {
 	e := newEnv(t)
 	k1, stale := e.secret(), e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k1})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k1})
 	keep, drop := hostPort(e.link.AddrA4, port), hostPort(e.link.AddrA4, port+1)
 	clientNet := netip.MustParsePrefix(e.link.AddrB4.String() + "/32")
 	var files []*os.File

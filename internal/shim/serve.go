@@ -315,9 +315,9 @@ func fingerprintLines(old, new []tcpsig.Key) []string {
 			continue
 		}
 		if had {
-			out = append(out, fmt.Sprintf("%s key changed: %s (was %s)", k, fingerprint.Of(k.Secret), fingerprint.Of(prev)))
+			out = append(out, fmt.Sprintf("%s key changed: %s (was %s)", k, keyPrint(k, k.Secret), keyPrint(k, prev)))
 		} else {
-			out = append(out, fmt.Sprintf("%s key added: %s", k, fingerprint.Of(k.Secret)))
+			out = append(out, fmt.Sprintf("%s key added: %s", k, keyPrint(k, k.Secret)))
 		}
 	}
 	if n > most {
@@ -376,4 +376,12 @@ func prefixList(added, removed []tcpsig.Key) string {
 		return ""
 	}
 	return " (" + strings.Join(b, " ") + ")"
+}
+
+// keyPrint is the fingerprint of secret in the form of k's backend.
+func keyPrint(k tcpsig.Key, secret tcpsig.Secret) string {
+	if k.AO != nil {
+		return fingerprint.OfAO(secret)
+	}
+	return fingerprint.Of(secret)
 }

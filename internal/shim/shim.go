@@ -54,9 +54,10 @@ type Config struct {
 	Keyring  string   // path of the TOML keyring; "" = keyring.DefaultServerPath()
 	Listen   []string // addresses to listen on when systemd passes no sockets
 	Mode     string   // ModeInetd (default) or ModeListener
-	MaxConns int      // inetd mode: concurrent children; 0 = DefaultMaxConns
-	// inetd mode: limits on children not yet authenticated; zero values
-	// are DefaultMaxStartups and DefaultPerSourceMaxStartups.
+	MaxConns int      // inetd mode: concurrent children, at least 1 (the command's default: DefaultMaxConns)
+	// inetd mode: limits on children not yet authenticated; a zero
+	// MaxStartups is DefaultMaxStartups, PerSourceMaxStartups is at least
+	// 1 (the command's default: DefaultPerSourceMaxStartups).
 	MaxStartups          Startups
 	PerSourceMaxStartups int
 	Stealth              string   // stealth.Filtered, Closed or Auto; "" = stealth.DefaultMode
@@ -170,19 +171,15 @@ func (cfg *Config) Check() error {
 	if _, err := stealth.ParseMode(cfg.Stealth); err != nil {
 		return UsageError{err.Error()}
 	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns
-	}
-	if cfg.MaxConns < 0 {
+	// The only place the limits are checked: the command parses them
+	// and passes them on as given, so an explicit 0 is refused here.
+	if cfg.MaxConns < 1 {
 		return UsageError{fmt.Sprintf("--max-conns %d: must be at least 1", cfg.MaxConns)}
 	}
 	if cfg.MaxStartups == (Startups{}) {
 		cfg.MaxStartups = DefaultMaxStartups
 	}
-	if cfg.PerSourceMaxStartups == 0 {
-		cfg.PerSourceMaxStartups = DefaultPerSourceMaxStartups
-	}
-	if cfg.PerSourceMaxStartups < 0 {
+	if cfg.PerSourceMaxStartups < 1 {
 		return UsageError{fmt.Sprintf("--per-source-max-startups %d: must be at least 1", cfg.PerSourceMaxStartups)}
 	}
 	if len(cfg.Command) == 0 {

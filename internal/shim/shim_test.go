@@ -3,12 +3,12 @@
 package shim_test
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,8 +26,7 @@ func TestInetdDualStack(t *testing.T) {
 	k4, k6, kc := e.secret(), e.secret(), e.secret()
 	clientNet := netip.PrefixFrom(e.link.AddrB4, 32).String()
 	peers := map[string][]byte{"0.0.0.0/0": k4, "::/0": k6, clientNet: kc}
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, peers)
+	kr := e.keyring(peers)
 	p := e.start(nil, e.shim, append([]string{"-k", kr, "-l", "[::]:" + strconv.Itoa(port), "--"}, e.sshd.InetdArgs()...)...)
 	p.WaitLog(`serving .* in inetd mode`, 10*time.Second)
 
@@ -37,10 +36,7 @@ func TestInetdDualStack(t *testing.T) {
 		addr netip.Addr
 		key  []byte
 	}{{e.link.AddrA4, kc}, {e.link.AddrA6, k6}} {
-		out, err := e.ssh(tc.addr, port, e.keyFile(tc.key), "echo", "login-ok")
-		if err != nil || !strings.Contains(out, "login-ok") {
-			t.Fatalf("signed ssh login to %s: %v: %s", tc.addr, err, out)
-		}
+		e.login(tc.addr, port, e.keyFile(tc.key), fmt.Sprintf("signed ssh login to %s", tc.addr))
 	}
 	p.WaitLog(`connection from `+e.link.AddrB4.String()+`:\d+ \(peers `+clientNet+`\) -> sshd pid`, 5*time.Second)
 	p.WaitLog(`connection from \[`+e.link.AddrB6.String()+`\]:\d+ \(peers ::/0\) -> sshd pid`, 5*time.Second)
@@ -61,8 +57,7 @@ func TestSystemdActivation(t *testing.T) {
 			e := newEnv(t)
 			k := e.secret()
 			peers := map[string][]byte{"0.0.0.0/0": k}
-			kr := filepath.Join(e.dir, "keyring.toml")
-			e.writeKeyring(kr, peers)
+			kr := e.keyring(peers)
 			addr := hostPort(e.link.AddrA4, port)
 			argv := e.sshd.InetdArgs()
 			if mode == "listener" {
@@ -82,10 +77,7 @@ func TestSystemdActivation(t *testing.T) {
 			expectClosed(t, c)
 			p.WaitLog(`closed unsigned connection from `+regexp.QuoteMeta(c.LocalAddr().String())+` queued before the keys were set`, 5*time.Second)
 
-			out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok")
-			if err != nil || !strings.Contains(out, "login-ok") {
-				t.Fatalf("signed ssh login: %v: %s", err, out)
-			}
+			e.login(e.link.AddrA4, port, e.keyFile(k), "signed ssh login")
 			// systemd-socket-activate execs the shim, which in listener
 			// mode execs sshd: one pid throughout.
 			e.checkKeys(p.Cmd.Process.Pid, addr, peers)
@@ -103,8 +95,7 @@ func TestQueuedUnsignedClosed(t *testing.T) {
 			e := newEnv(t)
 			k := e.secret()
 			peers := map[string][]byte{"0.0.0.0/0": k}
-			kr := filepath.Join(e.dir, "keyring.toml")
-			e.writeKeyring(kr, peers)
+			kr := e.keyring(peers)
 			addr := hostPort(e.link.AddrA4, port)
 			ln := e.server.Listen(t, "tcp4", addr, nil)
 			c, err := e.dial(addr, nil, 5*time.Second)
@@ -125,10 +116,7 @@ func TestQueuedUnsignedClosed(t *testing.T) {
 			ln.Close()
 			expectClosed(t, c)
 			p.WaitLog(`closed unsigned connection from `+regexp.QuoteMeta(c.LocalAddr().String())+` queued before the keys were set`, 5*time.Second)
-			out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok")
-			if err != nil || !strings.Contains(out, "login-ok") {
-				t.Fatalf("signed ssh login: %v: %s", err, out)
-			}
+			e.login(e.link.AddrA4, port, e.keyFile(k), "signed ssh login")
 			e.checkKeys(p.Cmd.Process.Pid, addr, peers)
 		})
 	}

@@ -120,3 +120,34 @@ func TestSessionTitle(t *testing.T) {
 		}
 	}
 }
+
+// Config.Check is the one place the limits are checked: the command only
+// parses them, so an explicit 0 must not read as "the default".
+func TestCheckLimits(t *testing.T) {
+	ok := func() Config {
+		return Config{MaxConns: DefaultMaxConns, PerSourceMaxStartups: DefaultPerSourceMaxStartups, Listen: []string{"127.0.0.1:2222"}}
+	}
+	for _, tc := range []struct {
+		cfg  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.MaxConns = 0 }, "--max-conns 0: must be at least 1"},
+		{func(c *Config) { c.MaxConns = -3 }, "--max-conns -3: must be at least 1"},
+		{func(c *Config) { c.PerSourceMaxStartups = 0 }, "--per-source-max-startups 0: must be at least 1"},
+		{func(c *Config) { c.PerSourceMaxStartups = -1 }, "--per-source-max-startups -1: must be at least 1"},
+	} {
+		cfg := ok()
+		tc.cfg(&cfg)
+		err := cfg.Check()
+		if ue, isUsage := err.(UsageError); !isUsage || ue.Msg != tc.want {
+			t.Errorf("Check() = %#v, want UsageError %q", err, tc.want)
+		}
+	}
+	cfg := ok()
+	if err := cfg.Check(); err != nil {
+		t.Fatalf("Check() of valid limits: %v", err)
+	}
+	if cfg.MaxStartups != DefaultMaxStartups {
+		t.Errorf("MaxStartups left zero is %v, want the default %v", cfg.MaxStartups, DefaultMaxStartups)
+	}
+}

@@ -4,7 +4,6 @@ package shim_test
 
 import (
 	"net"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,8 +24,7 @@ func TestPendingLimits(t *testing.T) {
 	hog := testnet.NewNS(t, "hog")
 	hl := testnet.Connect(t, e.server, hog)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	clientKeyring := e.keyFile(k)
 
 	// hold opens n silent signed connections from the hog, each served
@@ -65,26 +63,10 @@ func TestPendingLimits(t *testing.T) {
 		p.WaitLog(`serving`, 10*time.Second)
 		held := hold(addr, 3)
 		refused(p, addr, `3 unauthenticated connections from `+regexp.QuoteMeta(hl.AddrB4.String())+`/32 already \(--per-source-max-startups 3\)`)
-		out, err := e.ssh(e.link.AddrA4, port, clientKeyring, "echo", "login-ok")
-		if err != nil || !strings.Contains(out, "login-ok") {
-			t.Fatalf("another key holder, while the hog holds its 3: %v: %s", err, out)
-		}
+		e.login(e.link.AddrA4, port, clientKeyring, "another key holder, while the hog holds its 3")
 		// A slot of the hog's frees once its sshd is gone.
 		held[0].Close()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			c, err := dialIn(hog, addr, k, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := banner(c)
-			c.Close()
-			if strings.HasPrefix(b, "SSH-2.0-") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the hog's freed slot never came back")
-			}
-		}
+		waitServed(t, hog, addr, k, "the hog's freed slot never came back")
 		p.Cmd.Process.Kill()
 		<-p.Done
 	})

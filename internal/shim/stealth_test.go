@@ -5,7 +5,6 @@ package shim_test
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,8 +22,7 @@ import (
 func TestStealthClosedListenerMode(t *testing.T) {
 	e := newEnv(t)
 	k := e.secret()
-	kr := filepath.Join(e.dir, "keyring.toml")
-	e.writeKeyring(kr, map[string][]byte{"0.0.0.0/0": k})
+	kr := e.keyring(map[string][]byte{"0.0.0.0/0": k})
 	addr := hostPort(e.link.AddrA4, port)
 	ln := e.server.Listen(t, "tcp4", addr, nil)
 	f, err := ln.File()
@@ -40,10 +38,7 @@ func TestStealthClosedListenerMode(t *testing.T) {
 	if !strings.Contains(listing, "ip daddr "+e.link.AddrA4.String()+" tcp dport 2222") || strings.Contains(listing, "meta nfproto ipv6") {
 		t.Errorf("the table does not match the passed socket (IPv4 %s only):\n%s", addr, listing)
 	}
-	out, err := e.ssh(e.link.AddrA4, port, e.keyFile(k), "echo", "login-ok")
-	if err != nil || !strings.Contains(out, "login-ok") {
-		t.Fatalf("signed ssh login: %v: %s", err, out)
-	}
+	e.login(e.link.AddrA4, port, e.keyFile(k), "signed ssh login")
 	c, err := e.dial(addr, nil, 5*time.Second)
 	if c != nil {
 		c.Close()

@@ -40,6 +40,7 @@ func (ns *NS) AOCounters(t testing.TB) AOCounters {
 // is ignored (the key is set for the address dialled).
 func (ns *NS) DialKey(dst string, k *tcpsig.Key, timeout time.Duration) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: timeout}
+	d.SetMultipathTCP(false) // neither TCP-MD5 nor TCP-AO works on MPTCP
 	switch {
 	case k == nil:
 	case k.AO != nil:

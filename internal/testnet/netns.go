@@ -19,6 +19,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -54,8 +55,9 @@ func requireBinary(t testing.TB, name string) string {
 	return p
 }
 
-// randHex returns n random bytes in hex, for unique names.
-func randHex(n int) string {
+// RandHex returns n random bytes in hex, for unique names (namespaces,
+// interfaces, files).
+func RandHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
 	return hex.EncodeToString(b)
@@ -76,7 +78,7 @@ func NewNS(t testing.TB, label string) *NS {
 	t.Helper()
 	RequireRoot(t)
 	requireBinary(t, "ip")
-	name := "smd" + randHex(4)
+	name := "smd" + RandHex(4)
 	if l := labelClean.ReplaceAllString(label, ""); l != "" {
 		name += "-" + l
 	}
@@ -214,7 +216,7 @@ func pickNet() [2]byte {
 // and waits until both ends are up.
 func Connect(t testing.TB, a, b *NS) *Link {
 	t.Helper()
-	id := "smd" + randHex(4) // + "a"/"b": 12 chars, under IFNAMSIZ-1 = 15
+	id := "smd" + RandHex(4) // + "a"/"b": 12 chars, under IFNAMSIZ-1 = 15
 	n := pickNet()
 	l := &Link{
 		A: a, B: b, IfA: id + "a", IfB: id + "b",
@@ -283,14 +285,57 @@ func (ns *NS) Listen(t testing.TB, network, addr string, keys []md5.Key) *net.TC
 	return ln.(*net.TCPListener)
 }
 
+// Dial connects to dst (host:port) from the namespace, signed with secret
+// (nil: unsigned), giving up after timeout. MPTCP is off: TCP_MD5SIG
+// fails on an MPTCP socket.
+func (ns *NS) Dial(network, dst string, secret []byte, timeout time.Duration) (*net.TCPConn, error) {
+	return ns.DialFrom(netip.Addr{}, network, dst, secret, timeout)
+}
+
+// DialFrom is Dial from the local address src (the zero Addr: the
+// kernel's choice), for a test that tells peers apart by address.
+func (ns *NS) DialFrom(src netip.Addr, network, dst string, secret []byte, timeout time.Duration) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: timeout}
+	d.SetMultipathTCP(false)
+	if secret != nil {
+		d.Control = md5.DialControl(md5.Secret(secret))
+	}
+	if src.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	var c net.Conn
+	err := ns.Do(func() error {
+		var err error
+		c, err = d.Dial(network, dst)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
 // Unanswered dials dst (host:port) from the namespace, signed with secret
 // (nil: unsigned), and returns nil when the SYN got no answer at all
 // within timeout: a timeout, which is what a TCP-MD5 listener gives a
 // peer without the right key. Anything else (a connection, a refusal) is
 // returned as an error that says what came back.
 func (ns *NS) Unanswered(dst string, secret []byte, timeout time.Duration) error {
-	if secret == nil {
-		return ns.UnansweredKey(dst, nil, timeout)
+	return ns.UnansweredFrom(netip.Addr{}, dst, secret, timeout)
+}
+
+// UnansweredFrom is Unanswered from the local address src (the zero
+// Addr: the kernel's choice).
+func (ns *NS) UnansweredFrom(src netip.Addr, dst string, secret []byte, timeout time.Duration) error {
+	c, err := ns.DialFrom(src, "tcp", dst, secret, timeout)
+	var ne net.Error
+	switch {
+	case err == nil:
+		c.Close()
+		return fmt.Errorf("dial %s (signed: %v) was answered and connected; want no answer", dst, secret != nil)
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil
+	default:
+		return fmt.Errorf("dial %s (signed: %v): %v; want no answer (a timeout), not an error", dst, secret != nil, err)
 	}
-	return ns.UnansweredKey(dst, &md5.Key{Secret: secret}, timeout)
 }

@@ -4,6 +4,7 @@ package testnet
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,6 +48,70 @@ func Children(pid int) map[int]string {
 		}
 	}
 	return kids
+}
+
+// WaitChildren waits up to timeout until pid has no children that counts
+// (nil: every child, a zombie not yet reaped included) reports true for
+// their state letter, and returns those still there: empty when it got
+// its way.
+func WaitChildren(pid int, timeout time.Duration, counts func(state string) bool) map[int]string {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := map[int]string{}
+		for p, st := range Children(pid) {
+			if counts == nil || counts(st) {
+				left[p] = st
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FDs returns how many file descriptors process pid has open: what a test
+// compares before and after a load to find a leak.
+func FDs(t testing.TB, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("testnet: fds of pid %d: %v", pid, err)
+	}
+	return len(ents)
+}
+
+// Parallel runs job(0) to job(n-1) on workers goroutines and returns once
+// all have ended, with the errors the jobs returned, joined (nil: none). A
+// worker stops at its first error, the others go on; a job must not call
+// t.Fatal, which cannot stop a test from another goroutine.
+func Parallel(n, workers int, job func(i int) error) error {
+	work := make(chan int, n)
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if err := job(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
 }
 
 // Proc is a background process (a server, a flood, tcpdump) started in a

@@ -7,5 +7,5 @@ package testnet
 // are text, and marked "SECRET-" so that a leak into output is easy to
 // search for. Tests compare keys; they never print them.
 func NewSecret() []byte {
-	return []byte("SECRET-" + randHex(16))
+	return []byte("SECRET-" + RandHex(16))
 }

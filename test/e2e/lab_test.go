@@ -10,12 +10,9 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -100,7 +97,7 @@ func (l *lab) plug(ns *testnet.NS) *host {
 	t.Helper()
 	n := l.nextHost
 	l.nextHost++
-	id := "e2" + randHex(4)
+	id := "e2" + testnet.RandHex(4)
 	h := &host{
 		ns:  ns,
 		ifc: "eth0",
@@ -130,12 +127,6 @@ func (l *lab) plug(ns *testnet.NS) *host {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return h
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // newSecret returns a random printable secret (tcpdump -M takes a string).
@@ -182,17 +173,7 @@ func (l *lab) startShim(extra ...string) *testnet.Proc {
 // server namespace: the unprotected control.
 func (l *lab) startPlain() {
 	l.t.Helper()
-	var ln net.Listener
-	err := l.server.ns.Do(func() error {
-		var lc net.ListenConfig
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp", "[::]:"+strconv.Itoa(plainPort))
-		return err
-	})
-	if err != nil {
-		l.t.Fatalf("plain listener: %v", err)
-	}
+	ln := l.server.ns.Listen(l.t, "tcp", "[::]:"+strconv.Itoa(plainPort), nil)
 	testnet.ServeInetd(l.t, ln, l.sshd.InetdArgs())
 }
 

@@ -57,7 +57,7 @@ func TestReloadStorm(t *testing.T) {
 		t.Fatalf("warm-up login: %v; stdout %q; stderr:\n%s", err, out, errb)
 	}
 	waitNoChildren(t, pid, 30*time.Second)
-	fdsBefore := countFDs(t, pid)
+	fdsBefore := testnet.FDs(t, pid)
 	spawnsBefore := countLines(t, spawnLog)
 	before := l.server.ns.MD5Counters(t)
 
@@ -164,12 +164,8 @@ func TestReloadStorm(t *testing.T) {
 	spawns := countLines(t, spawnLog) - spawnsBefore
 	// A child that just exited is a zombie until the shim reaps it; one
 	// that stays a zombie for 10 s is a leak.
-	zombies := zombieChildren(pid)
-	for deadline := time.Now().Add(10 * time.Second); len(zombies) != 0 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-		zombies = zombieChildren(pid)
-	}
-	fdsAfter := countFDs(t, pid)
+	zombies := testnet.WaitChildren(pid, 10*time.Second, func(st string) bool { return st == "Z" })
+	fdsAfter := testnet.FDs(t, pid)
 	reloads := len(regexp.MustCompile(`reload: \d+ key\(s\) from .* in force`).FindAllString(shim.Log(), -1))
 	sent := synCount
 	if m := regexp.MustCompile(`(\d+) packets transmitted`).FindSubmatch(hpingOut); m != nil {
@@ -233,45 +229,13 @@ func countLines(t *testing.T, path string) int {
 	return strings.Count(string(b), "\n")
 }
 
-func countFDs(t *testing.T, pid int) int {
-	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatalf("fds of the shim: %v", err)
-	}
-	return len(ents)
-}
-
-func zombieChildren(pid int) []int {
-	var z []int
-	for p, st := range testnet.Children(pid) {
-		if st == "Z" {
-			z = append(z, p)
-		}
-	}
-	return z
-}
-
 // waitNoChildren waits until pid has no live (non-zombie) children, so
 // every session has ended and been reaped or is a zombie to be reported.
 func waitNoChildren(t *testing.T, pid int, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		live := 0
-		for _, st := range testnet.Children(pid) {
-			if st != "Z" {
-				live++
-			}
-		}
-		if live == 0 {
-			// Give the shim a moment to reap the last ones.
-			time.Sleep(500 * time.Millisecond)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the shim still has %d live children after %v", live, limit)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if live := testnet.WaitChildren(pid, limit, func(st string) bool { return st != "Z" }); len(live) > 0 {
+		t.Fatalf("the shim still has %d live children after %v", len(live), limit)
 	}
+	// Give the shim a moment to reap the last ones.
+	time.Sleep(500 * time.Millisecond)
 }

@@ -58,26 +58,13 @@ func newVRFNet(t *testing.T) *vrfNet {
 
 func (n *vrfNet) addr() string { return netip.AddrPortFrom(n.link.AddrA4, port).String() }
 
-// dial connects from the client, signed with secret; the handshake alone
-// says whether the server holds that key for the client.
-func (n *vrfNet) dial(secret []byte) (net.Conn, error) {
-	var c net.Conn
-	err := n.client.Do(func() error {
-		d := net.Dialer{Timeout: 3 * time.Second, Control: md5.DialControl(secret)}
-		var err error
-		c, err = d.Dial("tcp4", n.addr())
-		return err
-	})
-	return c, err
-}
-
 // expectKey checks that the server answers a client signing with secret.
 // The handshake is the kernel's verdict on the key, which is what these
 // tests are about; what the shim does with the connection afterwards is
 // checked once, in TestVRFKeyShimListen.
 func (n *vrfNet) expectKey(t *testing.T, what string, secret []byte) net.Conn {
 	t.Helper()
-	c, err := n.dial(secret)
+	c, err := n.client.Dial("tcp4", n.addr(), secret, 3*time.Second)
 	if err != nil {
 		t.Fatalf("%s: a client signing with the key of its [peers] entry got no answer: %v", what, err)
 	}

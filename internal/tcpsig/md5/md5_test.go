@@ -1,6 +1,10 @@
 //go:build linux
 
-package md5
+// The tests of the package from outside (md5_test), so that they can use
+// internal/testnet, which imports md5: its namespaces, counters and "this
+// SYN gets no answer" check. export_test.go lends them the few internals
+// they pin.
+package md5_test
 
 import (
 	"context"
@@ -11,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,46 +25,19 @@ import (
 
 	"github.com/sshmd5/sshmd5/internal/keyring"
 	"github.com/sshmd5/sshmd5/internal/tcpsig"
+	. "github.com/sshmd5/sshmd5/internal/tcpsig/md5"
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
-// inNewNetns moves the calling goroutine's thread into a fresh network
-// namespace with lo up. The thread stays locked and is discarded when the
-// test ends, which frees the namespace. Sockets opened on this goroutine
-// live in the namespace; the kernel is real, nothing is mocked.
-func inNewNetns(t *testing.T) {
+// inNS runs body on a thread switched into a fresh namespace (lo up), so
+// that the sockets it opens, the sysctls it sets and the sock_diag reads
+// it makes are the namespace's; the kernel is real, nothing is mocked.
+func inNS(t *testing.T, body func(ns *testnet.NS)) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("kernel TCP-MD5 tests need root: they create network namespaces (run the suite as root, as CI does)")
-	}
-	runtime.LockOSThread() // never unlocked: Go ends the thread with the goroutine
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		t.Fatalf("unshare(CLONE_NEWNET): %v", err)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
+	ns := testnet.NewNS(t, "md5")
+	if err := ns.Do(func() error { body(ns); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		t.Fatal(err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		t.Fatalf("bringing lo up: %v", err)
-	}
-}
-
-func counters(t *testing.T) Counters {
-	t.Helper()
-	c, err := ReadCountersAt("/proc/thread-self/net/netstat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func key(p, secret string) Key {
@@ -100,21 +76,14 @@ func socketOf(t *testing.T, sc syscall.Conn) Socket {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := Socket{ts}
-	return s
+	return Socket{Socket: ts}
 }
 
-// dial connects from src (may be "") with secret (nil: unsigned) and
-// checks an echo round trip. It returns the error of the attempt.
-func dial(src, dst string, secret Secret) error {
-	d := net.Dialer{Timeout: 1500 * time.Millisecond}
-	if secret != nil {
-		d.Control = DialControl(secret)
-	}
-	if src != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
-	}
-	c, err := d.Dial("tcp", dst)
+// dial connects from src (invalid: the kernel's choice) in ns, signed
+// with secret (nil: unsigned), and checks an echo round trip. It returns
+// the error of the attempt.
+func dial(ns *testnet.NS, src netip.Addr, dst string, secret Secret) error {
+	c, err := ns.DialFrom(src, "tcp", dst, secret, 1500*time.Millisecond)
 	if err != nil {
 		return err
 	}
@@ -133,21 +102,28 @@ func dial(src, dst string, secret Secret) error {
 	return nil
 }
 
-func mustConnect(t *testing.T, src, dst string, secret Secret) {
+// from is a source address for mustConnect and mustBeIgnored; "" is the
+// kernel's choice.
+func from(src string) netip.Addr {
+	if src == "" {
+		return netip.Addr{}
+	}
+	return netip.MustParseAddr(src)
+}
+
+func mustConnect(t *testing.T, ns *testnet.NS, src, dst string, secret Secret) {
 	t.Helper()
-	if err := dial(src, dst, secret); err != nil {
+	if err := dial(ns, from(src), dst, secret); err != nil {
 		t.Fatalf("dial %s from %q: %v", dst, src, err)
 	}
 }
 
 // mustBeIgnored asserts that the SYN got no answer at all: a timeout, not
 // a refusal, which is what a port dropped by a firewall looks like.
-func mustBeIgnored(t *testing.T, src, dst string, secret Secret) {
+func mustBeIgnored(t *testing.T, ns *testnet.NS, src, dst string, secret Secret) {
 	t.Helper()
-	err := dial(src, dst, secret)
-	var ne net.Error
-	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("dial %s from %q: want a timeout (no answer), got %v", dst, src, err)
+	if err := ns.UnansweredFrom(from(src), dst, secret, 1500*time.Millisecond); err != nil {
+		t.Fatalf("dial %s from %q: %v", dst, src, err)
 	}
 }
 
@@ -170,15 +146,15 @@ func TestStructLayout(t *testing.T) {
 			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
 		}
 	}
-	if sizeofTCPMD5Sig != 216 {
-		t.Errorf("sizeofTCPMD5Sig = %d", sizeofTCPMD5Sig)
+	if SizeofTCPMD5Sig != 216 {
+		t.Errorf("SizeofTCPMD5Sig = %d", SizeofTCPMD5Sig)
 	}
 }
 
 func TestEncode(t *testing.T) {
-	v4 := Socket{tcpsig.Socket{Family: unix.AF_INET, Takes4: true}}
-	dual := Socket{tcpsig.Socket{Family: unix.AF_INET6, Takes4: true, Takes6: true}}
-	v6 := Socket{tcpsig.Socket{Family: unix.AF_INET6, Takes6: true}}
+	v4 := Socket{Socket: tcpsig.Socket{Family: unix.AF_INET, Takes4: true}}
+	dual := Socket{Socket: tcpsig.Socket{Family: unix.AF_INET6, Takes4: true, Takes6: true}}
+	v6 := Socket{Socket: tcpsig.Socket{Family: unix.AF_INET6, Takes6: true}}
 	for _, c := range []struct {
 		s      Socket
 		k      Key
@@ -196,7 +172,7 @@ func TestEncode(t *testing.T) {
 		{v6, key("2001:db8::1/128", "k"), unix.TCP_MD5SIG, unix.AF_INET6, 0, 128, strings.Repeat("00", 6) + "20010db8000000000000000000000001"},
 		{v6, Key{Prefix: netip.MustParsePrefix("2001:db8::1/128"), Ifindex: 7}, unix.TCP_MD5SIG_EXT, unix.AF_INET6, 3, 128, strings.Repeat("00", 6) + "20010db8000000000000000000000001"},
 	} {
-		sig, opt, err := c.s.encode(c.k)
+		sig, opt, err := c.s.Encode(c.k)
 		if err != nil {
 			t.Errorf("%v: %v", c.k, err)
 			continue
@@ -208,10 +184,10 @@ func TestEncode(t *testing.T) {
 			t.Errorf("%v: address bytes %s, want %s", c.k, got, c.data)
 		}
 	}
-	if _, _, err := v4.encode(key("2001:db8::/32", "k")); err == nil {
+	if _, _, err := v4.Encode(key("2001:db8::/32", "k")); err == nil {
 		t.Error("IPv6 key accepted for an IPv4 socket")
 	}
-	if _, _, err := v6.encode(key("10.0.0.0/8", "k")); err == nil {
+	if _, _, err := v6.Encode(key("10.0.0.0/8", "k")); err == nil {
 		t.Error("IPv4 key accepted for a v6-only socket")
 	}
 }
@@ -246,190 +222,197 @@ func TestValidate(t *testing.T) {
 }
 
 func TestSignedPeerAcceptedOthersIgnored(t *testing.T) {
-	inNewNetns(t)
-	ln, _ := listen(t, "127.0.0.1:0", key("0.0.0.0/0", "right"))
-	dst := ln.Addr().String()
+	inNS(t, func(ns *testnet.NS) {
+		ln, _ := listen(t, "127.0.0.1:0", key("0.0.0.0/0", "right"))
+		dst := ln.Addr().String()
 
-	before := counters(t)
-	mustConnect(t, "", dst, Secret("right"))
-	mustBeIgnored(t, "", dst, nil)
-	afterUnsigned := counters(t)
-	if d := afterUnsigned.Sub(before); d.NotFound == 0 {
-		t.Errorf("unsigned SYN: TCPMD5NotFound did not move: %+v", d)
-	}
-	mustBeIgnored(t, "", dst, Secret("wrong"))
-	if d := counters(t).Sub(afterUnsigned); d.Failure == 0 {
-		t.Errorf("wrong-key SYN: TCPMD5Failure did not move: %+v", d)
-	}
+		before := ns.MD5Counters(t)
+		mustConnect(t, ns, "", dst, Secret("right"))
+		mustBeIgnored(t, ns, "", dst, nil)
+		afterUnsigned := ns.MD5Counters(t)
+		if d := afterUnsigned.Sub(before); d.NotFound == 0 {
+			t.Errorf("unsigned SYN: TCPMD5NotFound did not move: %+v", d)
+		}
+		mustBeIgnored(t, ns, "", dst, Secret("wrong"))
+		if d := ns.MD5Counters(t).Sub(afterUnsigned); d.Failure == 0 {
+			t.Errorf("wrong-key SYN: TCPMD5Failure did not move: %+v", d)
+		}
+	})
 }
 
 func TestLongestPrefixWins(t *testing.T) {
-	inNewNetns(t)
-	// The more specific key is installed first: order must not matter.
-	ln, s := listen(t, "127.0.0.1:0", key("127.0.0.2/32", "host"), key("0.0.0.0/0", "all"))
-	dst := ln.Addr().String()
-	mustConnect(t, "127.0.0.2", dst, Secret("host"))
-	mustBeIgnored(t, "127.0.0.2", dst, Secret("all"))
-	mustConnect(t, "127.0.0.3", dst, Secret("all"))
-	mustBeIgnored(t, "127.0.0.3", dst, Secret("host"))
+	inNS(t, func(ns *testnet.NS) {
+		// The more specific key is installed first: order must not matter.
+		ln, s := listen(t, "127.0.0.1:0", key("127.0.0.2/32", "host"), key("0.0.0.0/0", "all"))
+		dst := ln.Addr().String()
+		mustConnect(t, ns, "127.0.0.2", dst, Secret("host"))
+		mustBeIgnored(t, ns, "127.0.0.2", dst, Secret("all"))
+		mustConnect(t, ns, "127.0.0.3", dst, Secret("all"))
+		mustBeIgnored(t, ns, "127.0.0.3", dst, Secret("host"))
 
-	if err := s.Delete(netip.MustParsePrefix("127.0.0.2/32"), 0); err != nil {
-		t.Fatal(err)
-	}
-	mustConnect(t, "127.0.0.2", dst, Secret("all"))
-	err := s.Delete(netip.MustParsePrefix("127.0.0.2/32"), 0)
-	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "no such key") {
-		t.Errorf("second delete: %v", err)
-	}
-	// Setting the same prefix again replaces its key.
-	if err := s.Set(key("0.0.0.0/0", "new")); err != nil {
-		t.Fatal(err)
-	}
-	mustConnect(t, "127.0.0.3", dst, Secret("new"))
-	mustBeIgnored(t, "127.0.0.3", dst, Secret("all"))
+		if err := s.Delete(netip.MustParsePrefix("127.0.0.2/32"), 0); err != nil {
+			t.Fatal(err)
+		}
+		mustConnect(t, ns, "127.0.0.2", dst, Secret("all"))
+		err := s.Delete(netip.MustParsePrefix("127.0.0.2/32"), 0)
+		if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "no such key") {
+			t.Errorf("second delete: %v", err)
+		}
+		// Setting the same prefix again replaces its key.
+		if err := s.Set(key("0.0.0.0/0", "new")); err != nil {
+			t.Fatal(err)
+		}
+		mustConnect(t, ns, "127.0.0.3", dst, Secret("new"))
+		mustBeIgnored(t, ns, "127.0.0.3", dst, Secret("all"))
+	})
 }
 
 func TestDualStack(t *testing.T) {
-	inNewNetns(t)
-	lc := net.ListenConfig{Control: ListenControl([]Key{key("::/0", "six")})}
-	lc.SetMultipathTCP(false)
-	if _, err := lc.Listen(context.Background(), "tcp", "[::]:0"); err == nil || !strings.Contains(keyring.WordFix(err).Error(), `[peers."0.0.0.0/0"]`) {
-		t.Fatalf("dual-stack listener with only ::/0: want an uncovered-IPv4 error, got %v", err)
-	}
-
-	ln, s := listen(t, "[::]:0", key("::/0", "six"), key("0.0.0.0/0", "four"))
-	if !s.Takes4 || !s.Takes6 {
-		t.Fatalf("[::] socket: Takes4=%v Takes6=%v", s.Takes4, s.Takes6)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	v4, v6 := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("[::1]:%d", port)
-	mustConnect(t, "", v4, Secret("four"))
-	mustConnect(t, "", v6, Secret("six"))
-	mustBeIgnored(t, "", v4, nil)
-	mustBeIgnored(t, "", v6, nil)
-	mustBeIgnored(t, "", v4, Secret("six"))
-
-	keys, err := s.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, k := range keys {
-		got[k.Prefix.String()] = string(k.Secret)
-	}
-	if len(got) != 2 || got["::/0"] != "six" || got["0.0.0.0/0"] != "four" {
-		var names []string
-		for p := range got {
-			names = append(names, p)
+	inNS(t, func(ns *testnet.NS) {
+		lc := net.ListenConfig{Control: ListenControl([]Key{key("::/0", "six")})}
+		lc.SetMultipathTCP(false)
+		if _, err := lc.Listen(context.Background(), "tcp", "[::]:0"); err == nil || !strings.Contains(keyring.WordFix(err).Error(), `[peers."0.0.0.0/0"]`) {
+			t.Fatalf("dual-stack listener with only ::/0: want an uncovered-IPv4 error, got %v", err)
 		}
-		t.Errorf("read back prefixes %v, want exactly ::/0 and 0.0.0.0/0 with their secrets", names)
-	}
+
+		ln, s := listen(t, "[::]:0", key("::/0", "six"), key("0.0.0.0/0", "four"))
+		if !s.Takes4 || !s.Takes6 {
+			t.Fatalf("[::] socket: Takes4=%v Takes6=%v", s.Takes4, s.Takes6)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		v4, v6 := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("[::1]:%d", port)
+		mustConnect(t, ns, "", v4, Secret("four"))
+		mustConnect(t, ns, "", v6, Secret("six"))
+		mustBeIgnored(t, ns, "", v4, nil)
+		mustBeIgnored(t, ns, "", v6, nil)
+		mustBeIgnored(t, ns, "", v4, Secret("six"))
+
+		keys, err := s.Keys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, k := range keys {
+			got[k.Prefix.String()] = string(k.Secret)
+		}
+		if len(got) != 2 || got["::/0"] != "six" || got["0.0.0.0/0"] != "four" {
+			var names []string
+			for p := range got {
+				names = append(names, p)
+			}
+			t.Errorf("read back prefixes %v, want exactly ::/0 and 0.0.0.0/0 with their secrets", names)
+		}
+	})
 }
 
 // TestOneFamilyKeyLeavesOtherOpen documents the kernel behaviour that Cover
 // exists for: a dual-stack socket with only ::/0 lets unsigned IPv4 in.
 func TestOneFamilyKeyLeavesOtherOpen(t *testing.T) {
-	inNewNetns(t)
-	ln, s := listen(t, "[::]:0", key("::/0", "six"), key("0.0.0.0/0", "four"))
-	if err := s.Delete(netip.MustParsePrefix("0.0.0.0/0"), 0); err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	mustConnect(t, "", fmt.Sprintf("127.0.0.1:%d", port), nil)
+	inNS(t, func(ns *testnet.NS) {
+		ln, s := listen(t, "[::]:0", key("::/0", "six"), key("0.0.0.0/0", "four"))
+		if err := s.Delete(netip.MustParsePrefix("0.0.0.0/0"), 0); err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		mustConnect(t, ns, "", fmt.Sprintf("127.0.0.1:%d", port), nil)
+	})
 }
 
 func TestKeysOfAcceptedConnections(t *testing.T) {
-	inNewNetns(t)
-	lc := net.ListenConfig{}
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	s := socketOf(t, ln.(*net.TCPListener))
-	// Queued before the listener had keys: the accepted socket has none.
-	early, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer early.Close()
-	if err := s.Install([]Key{key("0.0.0.0/0", "k")}); err != nil {
-		t.Fatal(err)
-	}
-	d := net.Dialer{Control: DialControl(Secret("k"))}
-	late, err := d.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.Close()
+	inNS(t, func(ns *testnet.NS) {
+		lc := net.ListenConfig{}
+		lc.SetMultipathTCP(false)
+		ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		s := socketOf(t, ln.(*net.TCPListener))
+		// Queued before the listener had keys: the accepted socket has none.
+		early, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer early.Close()
+		if err := s.Install([]Key{key("0.0.0.0/0", "k")}); err != nil {
+			t.Fatal(err)
+		}
+		d := net.Dialer{Control: DialControl(Secret("k"))}
+		late, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer late.Close()
 
-	for i, want := range []int{0, 1} {
-		c, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
+		for i, want := range []int{0, 1} {
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, err := socketOf(t, c.(*net.TCPConn)).Keys()
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != want {
+				t.Errorf("accepted connection %d carries %d keys, want %d", i, len(keys), want)
+			}
+			if want == 1 && keys[0].Prefix != netip.MustParsePrefix("127.0.0.1/32") {
+				t.Errorf("accepted connection key is for %s, want the peer's /32", keys[0].Prefix)
+			}
 		}
-		keys, err := socketOf(t, c.(*net.TCPConn)).Keys()
-		c.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(keys) != want {
-			t.Errorf("accepted connection %d carries %d keys, want %d", i, len(keys), want)
-		}
-		if want == 1 && keys[0].Prefix != netip.MustParsePrefix("127.0.0.1/32") {
-			t.Errorf("accepted connection key is for %s, want the peer's /32", keys[0].Prefix)
-		}
-	}
+	})
 }
 
 func TestReconcile(t *testing.T) {
-	inNewNetns(t)
-	ln, s := listen(t, "127.0.0.1:0", key("0.0.0.0/0", "a"), key("127.0.0.2/32", "b"))
-	dst := ln.Addr().String()
+	inNS(t, func(ns *testnet.NS) {
+		ln, s := listen(t, "127.0.0.1:0", key("0.0.0.0/0", "a"), key("127.0.0.2/32", "b"))
+		dst := ln.Addr().String()
 
-	d, err := s.Reconcile([]Key{key("0.0.0.0/0", "a"), key("127.0.0.2/32", "b")})
-	if err != nil || !d.Empty() {
-		t.Fatalf("no-op reconcile: %v %v", d, err)
-	}
-	d, err = s.Reconcile([]Key{key("0.0.0.0/0", "a2"), key("127.0.0.3/32", "c")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(d.Added) != 1 || len(d.Replaced) != 1 || len(d.Deleted) != 1 {
-		t.Fatalf("diff %v, want 1 added, 1 replaced, 1 deleted", d)
-	}
-	mustConnect(t, "127.0.0.2", dst, Secret("a2"))
-	mustConnect(t, "127.0.0.3", dst, Secret("c"))
-	mustBeIgnored(t, "127.0.0.4", dst, Secret("a"))
+		d, err := s.Reconcile([]Key{key("0.0.0.0/0", "a"), key("127.0.0.2/32", "b")})
+		if err != nil || !d.Empty() {
+			t.Fatalf("no-op reconcile: %v %v", d, err)
+		}
+		d, err = s.Reconcile([]Key{key("0.0.0.0/0", "a2"), key("127.0.0.3/32", "c")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Added) != 1 || len(d.Replaced) != 1 || len(d.Deleted) != 1 {
+			t.Fatalf("diff %v, want 1 added, 1 replaced, 1 deleted", d)
+		}
+		mustConnect(t, ns, "127.0.0.2", dst, Secret("a2"))
+		mustConnect(t, ns, "127.0.0.3", dst, Secret("c"))
+		mustBeIgnored(t, ns, "127.0.0.4", dst, Secret("a"))
 
-	// Dropping the catch-all is refused and changes nothing.
-	if _, err := s.Reconcile([]Key{key("127.0.0.3/32", "c")}); !errors.As(err, new(UncoveredError)) {
-		t.Fatalf("reconcile without a catch-all: %v", err)
-	}
-	mustConnect(t, "127.0.0.4", dst, Secret("a2"))
+		// Dropping the catch-all is refused and changes nothing.
+		if _, err := s.Reconcile([]Key{key("127.0.0.3/32", "c")}); !errors.As(err, new(UncoveredError)) {
+			t.Fatalf("reconcile without a catch-all: %v", err)
+		}
+		mustConnect(t, ns, "127.0.0.4", dst, Secret("a2"))
+	})
 }
 
 func TestReconcileRollsBackOnENOMEM(t *testing.T) {
-	inNewNetns(t)
-	ln, s := listen(t, "127.0.0.1:0", key("0.0.0.0/0", "old"))
-	setOptmem(t, 2048)
-	want := []Key{key("0.0.0.0/0", "new")}
-	for i := range 200 {
-		want = append(want, key(fmt.Sprintf("10.0.%d.0/24", i), "x"))
-	}
-	_, err := s.Reconcile(want)
-	if !errors.Is(err, unix.ENOMEM) || !strings.Contains(err.Error(), "net.core.optmem_max") || !strings.Contains(err.Error(), "previous keys restored") {
-		t.Fatalf("want ENOMEM naming optmem_max and a rollback, got %v", err)
-	}
-	keys, err := s.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) != 1 || keys[0].Prefix.Bits() != 0 || string(keys[0].Secret) != "old" {
-		t.Fatalf("after rollback the socket carries %d keys, want only the old 0.0.0.0/0", len(keys))
-	}
-	mustConnect(t, "", ln.Addr().String(), Secret("old"))
+	inNS(t, func(ns *testnet.NS) {
+		ln, s := listen(t, "127.0.0.1:0", key("0.0.0.0/0", "old"))
+		setOptmem(t, 2048)
+		want := []Key{key("0.0.0.0/0", "new")}
+		for i := range 200 {
+			want = append(want, key(fmt.Sprintf("10.0.%d.0/24", i), "x"))
+		}
+		_, err := s.Reconcile(want)
+		if !errors.Is(err, unix.ENOMEM) || !strings.Contains(err.Error(), "net.core.optmem_max") || !strings.Contains(err.Error(), "previous keys restored") {
+			t.Fatalf("want ENOMEM naming optmem_max and a rollback, got %v", err)
+		}
+		keys, err := s.Keys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || keys[0].Prefix.Bits() != 0 || string(keys[0].Secret) != "old" {
+			t.Fatalf("after rollback the socket carries %d keys, want only the old 0.0.0.0/0", len(keys))
+		}
+		mustConnect(t, ns, "", ln.Addr().String(), Secret("old"))
+	})
 }
 
 // setOptmem lowers net.core.optmem_max in this test's namespace only.
@@ -472,29 +455,30 @@ func TestReadCounters(t *testing.T) {
 // TestReadBackLimit pins how many keys sock_diag can report, and that past
 // it Keys says so instead of returning a short list.
 func TestReadBackLimit(t *testing.T) {
-	inNewNetns(t)
-	setOptmem(t, 1<<22)
-	if MaxReadableKeys != 655 {
-		t.Errorf("MaxReadableKeys = %d, want 655", MaxReadableKeys)
-	}
-	for _, c := range []struct {
-		n       int
-		wantErr error
-	}{{MaxReadableKeys, nil}, {MaxReadableKeys + 45, ErrTooManyToRead}} {
-		want := []Key{key("0.0.0.0/0", "k")}
-		for i := 1; i < c.n; i++ {
-			want = append(want, key(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), "k"))
+	inNS(t, func(ns *testnet.NS) {
+		setOptmem(t, 1<<22)
+		if MaxReadableKeys != 655 {
+			t.Errorf("MaxReadableKeys = %d, want 655", MaxReadableKeys)
 		}
-		want[len(want)-1] = key("::/0", "k")
-		_, s := listen(t, "[::]:0", want...)
-		keys, err := s.Keys()
-		if !errors.Is(err, c.wantErr) {
-			t.Fatalf("%d keys: error %v, want %v", c.n, err, c.wantErr)
+		for _, c := range []struct {
+			n       int
+			wantErr error
+		}{{MaxReadableKeys, nil}, {MaxReadableKeys + 45, ErrTooManyToRead}} {
+			want := []Key{key("0.0.0.0/0", "k")}
+			for i := 1; i < c.n; i++ {
+				want = append(want, key(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256), "k"))
+			}
+			want[len(want)-1] = key("::/0", "k")
+			_, s := listen(t, "[::]:0", want...)
+			keys, err := s.Keys()
+			if !errors.Is(err, c.wantErr) {
+				t.Fatalf("%d keys: error %v, want %v", c.n, err, c.wantErr)
+			}
+			if err == nil && len(keys) != c.n {
+				t.Fatalf("%d keys: read back %d", c.n, len(keys))
+			}
 		}
-		if err == nil && len(keys) != c.n {
-			t.Fatalf("%d keys: read back %d", c.n, len(keys))
-		}
-	}
+	})
 }
 
 // TestKeysNotPermitted runs itself again without CAP_NET_ADMIN: the kernel
