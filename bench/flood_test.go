@@ -5,8 +5,6 @@ package bench
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -231,13 +229,7 @@ func flLogin(b *testing.B, client *testnet.NS, sshArgs []string, secret []byte) 
 const flClockTicks = 100
 
 // flSecret returns a random printable secret; it is never printed.
-func flSecret(b *testing.B) []byte {
-	k := make([]byte, 20)
-	if _, err := rand.Read(k); err != nil {
-		b.Fatal(err)
-	}
-	return []byte(hex.EncodeToString(k))
-}
+func flSecret(*testing.B) []byte { return testnet.NewSecret() }
 
 // flWrite writes a 0600 file (keys and keyrings).
 func flWrite(b *testing.B, path string, data []byte) {

@@ -5,7 +5,6 @@ package bench
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -59,14 +58,7 @@ func tpFinish(b *testing.B, l *tpLab) *tpLab {
 }
 
 // tpSecret returns a random printable secret.
-func tpSecret(b *testing.B) md5.Secret {
-	b.Helper()
-	r := make([]byte, 24)
-	if _, err := rand.Read(r); err != nil {
-		b.Fatalf("random secret: %v", err)
-	}
-	return md5.Secret(hex.EncodeToString(r))
-}
+func tpSecret(*testing.B) md5.Secret { return md5.Secret(testnet.NewSecret()) }
 
 // tpKeyring writes the secret to a 0600 key file and a 0600 client
 // keyring with a [hosts] entry per name pointing at it.

@@ -5,7 +5,6 @@ package bench
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,11 +72,7 @@ func lgNewEnv(b *testing.B) *lgEnv {
 	shim := testnet.BuildBinary(b, "cmd/sshd-md5-socket")
 
 	// The TCP-MD5 key: random, in 0600 files that both keyrings name.
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
-		b.Fatal(err)
-	}
-	e.secret = []byte(hex.EncodeToString(raw))
+	e.secret = testnet.NewSecret()
 	keyFile := filepath.Join(e.dir, "md5.key")
 	flWrite(b, keyFile, e.secret)
 	serverKR := filepath.Join(e.dir, "server-keyring.toml")
@@ -151,11 +146,7 @@ func (e *lgEnv) configWith(line string) string {
 	return p
 }
 
-func randSuffix() string {
-	r := make([]byte, 4)
-	_, _ = rand.Read(r)
-	return hex.EncodeToString(r)
-}
+func randSuffix() string { return testnet.RandHex(4) }
 
 // lgCase is one way of logging in.
 type lgCase struct {

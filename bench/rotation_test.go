@@ -3,8 +3,6 @@
 package bench
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -23,12 +21,8 @@ const rotSection = "Login during a key rotation"
 func BenchmarkLoginRotation(b *testing.B) {
 	e := lgNewEnv(b)
 	rounds := lgRounds()
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
-		b.Fatal(err)
-	}
 	newKey := filepath.Join(e.dir, "new.key")
-	flWrite(b, newKey, []byte(hex.EncodeToString(raw)))
+	flWrite(b, newKey, testnet.NewSecret())
 	twoKR := filepath.Join(e.dir, "client-two-keys.toml")
 	testnet.Keyring{Hosts: []testnet.Entry{testnet.Host("*", newKey, filepath.Join(e.dir, "md5.key"))}}.Write(b, twoKR)
 
