@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -29,6 +28,12 @@ type session struct {
 	pid  int        // the sshd serving it
 	peer string
 	conn *os.File // a dup of the connection, to shut it down
+	// pidfd names the sshd for a signal that cannot reach a reused pid;
+	// -1 if it could not be opened.
+	pidfd int
+	// ended: revoke shut it down (sessions.mu); the sshd may take a
+	// moment to exit.
+	ended bool
 }
 
 type sessions struct {
@@ -49,6 +54,9 @@ func (ss *sessions) remove(s *session) {
 		ss.all = slices.Delete(ss.all, i, i+1)
 	}
 	s.conn.Close()
+	if s.pidfd >= 0 {
+		unix.Close(s.pidfd)
+	}
 }
 
 // revoke ends the sessions whose key's name has no key in keys.
@@ -60,24 +68,35 @@ func (d *inetd) revoke(keys []tcpsig.Key) {
 		}
 	}
 	d.sessions.mu.Lock()
-	var gone []*session
+	type shut struct {
+		s   *session
+		err error
+	}
+	var gone []shut
 	for _, s := range d.sessions.all {
-		if !names[plan.Name(s.key)] {
-			gone = append(gone, s)
+		if !s.ended && !names[plan.Name(s.key)] {
+			s.ended = true
+			// shutdown ends the TCP connection for every process
+			// holding it, sshd's session child as well; the signal
+			// makes the sshd serving it exit now rather than linger
+			// with a dead connection. Done under the lock: remove
+			// closes both fds, and their numbers could be reused at
+			// once. Through the pidfd: the pid may be reaped already.
+			err := unix.Shutdown(int(s.conn.Fd()), unix.SHUT_RDWR)
+			if s.pidfd >= 0 {
+				_ = unix.PidfdSendSignal(s.pidfd, unix.SIGTERM, nil, 0)
+			}
+			gone = append(gone, shut{s, err})
 		}
 	}
 	d.sessions.mu.Unlock()
 	ended := map[string]int{}
-	for _, s := range gone {
-		// shutdown ends the TCP connection for every process holding it
-		// (sshd's session child as well); the signal makes the sshd
-		// serving it exit now rather than on its next write.
-		if err := unix.Shutdown(int(s.conn.Fd()), unix.SHUT_RDWR); err != nil {
-			d.log.Printf("reload: revoking %s: shutting down the connection from %s: %v", s.key, s.peer, err)
+	for _, g := range gone {
+		if g.err != nil {
+			d.log.Printf("reload: revoking %s: shutting down the connection from %s: %v", g.s.key, g.s.peer, g.err)
 		}
-		_ = syscall.Kill(s.pid, syscall.SIGTERM)
-		ended[plan.Name(s.key)]++
-		d.log.Printf("reload: key %s revoked: ended its session from %s (sshd pid %d)", s.key, s.peer, s.pid)
+		ended[plan.Name(g.s.key)]++
+		d.log.Printf("reload: key %s revoked: ended its session from %s (sshd pid %d)", g.s.key, g.s.peer, g.s.pid)
 	}
 	for name, n := range ended {
 		d.log.Printf("reload: %s has no key any more: %d open session(s) ended", name, n)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 
 	"github.com/sshmd5/sshmd5/internal/fingerprint"
 	"github.com/sshmd5/sshmd5/internal/plan"
@@ -210,8 +211,20 @@ func (d *inetd) handle(l *listener, c *net.TCPConn) {
 	d.kids.started(kid, cmd.Process.Pid)
 	var ss *session
 	if signer != nil {
-		ss = &session{key: signer.Public(), pid: cmd.Process.Pid, peer: who, conn: conn}
+		// Opened before the reaper runs, so it names this child.
+		pidfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+		if err != nil {
+			pidfd = -1
+		}
+		ss = &session{key: signer.Public(), pid: cmd.Process.Pid, peer: who, conn: conn, pidfd: pidfd}
 		d.sessions.add(ss)
+		// A reload may have revoked the key since it was looked up, and
+		// scanned the sessions before this one was added: look again,
+		// now that revoke would find it (see revoke).
+		d.mu.Lock()
+		keys := d.keys
+		d.mu.Unlock()
+		d.revoke(keys)
 	}
 	d.log.Printf("connection from %s (peers %s) -> %s pid %d", who, match, baseName(d.cfg.Command[0]), cmd.Process.Pid)
 	d.children.Add(1)
