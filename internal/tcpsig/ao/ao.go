@@ -31,10 +31,7 @@ package ao
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"syscall"
 	"unsafe"
 
@@ -403,9 +400,9 @@ func explain(err error, k *tcpsig.Key) error {
 	case errors.Is(err, unix.EKEYREJECTED):
 		return fmt.Errorf("%w: the socket has a TCP-MD5 key for the same peers; a peer gets either a TCP-MD5 or a TCP-AO key", err)
 	case errors.Is(err, unix.ENOMEM), errors.Is(err, unix.ENOBUFS):
-		return fmt.Errorf("%w: the socket's keys exceed net.core.optmem_max (%s bytes); raise it, e.g. sysctl -w net.core.optmem_max=%d", err, optmemMax(), 4*optmemMaxInt())
+		return tcpsig.ExplainOptmem(err)
 	case errors.Is(err, unix.EINVAL) && k.Ifindex != 0:
-		return fmt.Errorf("%w: %s is not an L3 master device (VRF), the only kind a key can be bound to", err, ifaceName(k.Ifindex))
+		return tcpsig.ExplainNotVRF(err, k.Ifindex)
 	case errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("%w: the kernel rejected the key: prefix length %d for the socket's family, or MAC length %d longer than %s gives", err, k.Prefix.Bits(), k.AO.MACLen, k.AO.Algorithm)
 	case errors.Is(err, unix.EMSGSIZE):
@@ -416,30 +413,6 @@ func explain(err error, k *tcpsig.Key) error {
 		return fmt.Errorf("%w: the key signs the connection (its current or rnext key)", err)
 	}
 	return err
-}
-
-func optmemMax() string {
-	b, err := os.ReadFile("/proc/sys/net/core/optmem_max")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func optmemMaxInt() int {
-	var n int
-	fmt.Sscan(optmemMax(), &n)
-	if n <= 0 {
-		n = 131072
-	}
-	return n
-}
-
-func ifaceName(ifindex int) string {
-	if ifi, err := net.InterfaceByIndex(ifindex); err == nil {
-		return fmt.Sprintf("interface %s (index %d)", ifi.Name, ifindex)
-	}
-	return fmt.Sprintf("interface index %d", ifindex)
 }
 
 // setsockopt and getsockopt pass the buffer itself: unix.SetsockoptString

@@ -5,10 +5,7 @@ package md5
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"syscall"
 	"unsafe"
 
@@ -106,32 +103,15 @@ func explain(err error, k Key) error {
 	case errors.Is(err, unix.ENOPROTOOPT):
 		return fmt.Errorf("%w: this kernel has no TCP-MD5 (CONFIG_TCP_MD5SIG), or the socket is MPTCP", err)
 	case errors.Is(err, unix.ENOMEM):
-		return fmt.Errorf("%w: the socket's keys exceed net.core.optmem_max (%s bytes); raise it, e.g. sysctl -w net.core.optmem_max=%d", err, optmemMax(), 4*optmemMaxInt())
+		return tcpsig.ExplainOptmem(err)
 	case errors.Is(err, unix.EINVAL) && k.Ifindex != 0:
-		return fmt.Errorf("%w: %s is not an L3 master device (VRF), the only kind a key can be bound to", err, ifaceName(k.Ifindex))
+		return tcpsig.ExplainNotVRF(err, k.Ifindex)
 	case errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("%w: the kernel rejected prefix length %d or the address family", err, k.Prefix.Bits())
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("%w: the socket has no such key", err)
 	}
 	return err
-}
-
-func optmemMax() string {
-	b, err := os.ReadFile("/proc/sys/net/core/optmem_max")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func optmemMaxInt() int {
-	var n int
-	fmt.Sscan(optmemMax(), &n)
-	if n <= 0 {
-		n = 131072
-	}
-	return n
 }
 
 // DialControl returns a net.Dialer Control function that signs each
@@ -153,15 +133,6 @@ func ListenControl(keys []Key) func(network, address string, c syscall.RawConn) 
 
 // Layout of struct tcp_md5sig, pinned by a test against the kernel ABI.
 const sizeofTCPMD5Sig = int(unsafe.Sizeof(unix.TCPMD5Sig{}))
-
-// ifaceName names interface ifindex for messages: "interface lo (index
-// 1)", or by its index alone once it is gone.
-func ifaceName(ifindex int) string {
-	if ifi, err := net.InterfaceByIndex(ifindex); err == nil {
-		return fmt.Sprintf("interface %s (index %d)", ifi.Name, ifindex)
-	}
-	return fmt.Sprintf("interface index %d", ifindex)
-}
 
 // ErrNotVRF means a key was to be bound to an interface that is not a VRF.
 var ErrNotVRF = errors.New("is not an L3 master device (VRF), the only kind a TCP-MD5 key can be bound to")
@@ -185,7 +156,7 @@ func CheckBindable(ifindex int) error {
 	}
 	sig.Keylen = uint16(copy(sig.Key[:], k.Secret))
 	if err := unix.SetsockoptTCPMD5Sig(fd, unix.IPPROTO_TCP, opt, sig); errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("%s %w", ifaceName(ifindex), ErrNotVRF)
+		return fmt.Errorf("%s %w", tcpsig.IfaceName(ifindex), ErrNotVRF)
 	}
 	return nil
 }
