@@ -8,7 +8,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"fmt"
@@ -232,85 +231,11 @@ func (l *lab) runSSHEnv(ns *testnet.NS, env, args []string, stdin io.Reader, lim
 	}
 }
 
-// session is a live ssh session running an echo loop on the server.
-type session struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	in     io.WriteCloser
-	lines  chan string
-	stderr *testnet.LockedBuffer
-	exited chan struct{}
-	err    error
-}
-
-// openSession logs in from the client and keeps the session open.
-func (l *lab) openSession(protected bool) *session {
+// openSession logs in from the client and keeps the session open, an
+// echo loop on the server (testnet.Session).
+func (l *lab) openSession(protected bool) *testnet.Session {
 	l.t.Helper()
-	args := l.sshArgs(protected, l.server.a4, "-k "+l.clientKeyring,
-		`while read l; do echo "got $l"; done`)
-	s := &session{t: l.t, cmd: l.client.ns.Cmd("ssh", args...), lines: make(chan string, 100), exited: make(chan struct{})}
-	s.cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
-	s.stderr = &testnet.LockedBuffer{}
-	s.cmd.Stderr = s.stderr
-	in, err := s.cmd.StdinPipe()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	s.in = in
-	s.cmd.WaitDelay = 2 * time.Second
-	if err := s.cmd.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			s.lines <- sc.Text()
-		}
-		close(s.lines)
-		s.err = s.cmd.Wait()
-		close(s.exited)
-	}()
-	l.t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		<-s.exited
-	})
-	if err := s.echo("hello", 30*time.Second); err != nil {
-		l.t.Fatalf("ssh session (protected=%v) did not come up: %v; stderr:\n%s", protected, err, s.stderr.String())
-	}
-	return s
-}
-
-// echo sends word through the session and waits for it to come back.
-func (s *session) echo(word string, timeout time.Duration) error {
-	if _, err := io.WriteString(s.in, word+"\n"); err != nil {
-		return fmt.Errorf("write: %v", err)
-	}
-	select {
-	case got, ok := <-s.lines:
-		if !ok {
-			return fmt.Errorf("session ended")
-		}
-		if got != "got "+word {
-			return fmt.Errorf("session answered %q to %q", got, word)
-		}
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("no answer to %q within %v", word, timeout)
-	}
-}
-
-// waitExit waits for ssh to end; false if it is still running after limit.
-func (s *session) waitExit(limit time.Duration) bool {
-	select {
-	case <-s.exited:
-		return true
-	case <-time.After(limit):
-		return false
-	}
+	return l.client.ns.StartSession(l.t, l.sshArgs(protected, l.server.a4, "-k "+l.clientKeyring), 30*time.Second)
 }
 
 // --- sniffing from the attacker ---

@@ -41,11 +41,11 @@ func TestKeyRotation(t *testing.T) {
 	// The established session: still answers, still signed with the
 	// old key.
 	capt := l.server.ns.StartCapture(t, l.server.ifc, protectedPort)
-	echoErr := sess.echo("after-rotation", 15*time.Second)
+	echoErr := sess.Echo("after-rotation", 15*time.Second)
 	st := capt.Stop(t, oldSecret)
 	t.Logf("open session after SIGHUP: echo %s; wire checked with the old key: %v", errOrOK(echoErr), st)
 	if echoErr != nil {
-		t.Fatalf("the open session did not survive the rotation: %v; ssh stderr:\n%s", echoErr, sess.stderr.String())
+		t.Fatalf("the open session did not survive the rotation: %v; ssh stderr:\n%s", echoErr, sess.Stderr.String())
 	}
 	if st.Segments == 0 || st.Valid != st.Segments {
 		t.Errorf("open session: want every segment signed with the old key, got %v", st)
@@ -89,7 +89,7 @@ func TestKeyRotation(t *testing.T) {
 	checkNoSecret(t, "sshd-md5-socket's log", shim.Log(), secrets)
 
 	// And the old session is still there at the end.
-	if err := sess.echo("at-the-end", 15*time.Second); err != nil {
+	if err := sess.Echo("at-the-end", 15*time.Second); err != nil {
 		t.Errorf("open session at the end: %v", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sshmd5/sshmd5/internal/testnet"
 )
 
 // attackSetup opens a protected and an unprotected ssh session from the
@@ -19,7 +21,7 @@ type target struct {
 	name      string
 	protected bool
 	port      int
-	sess      *session
+	sess      *testnet.Session
 	c2s, s2c  *flow
 }
 
@@ -39,7 +41,7 @@ func (l *lab) attackSetup(t *testing.T, shimArgs ...string) []*target {
 	// the last sequence numbers seen stay the next ones.
 	sn := l.sniff(fmt.Sprintf("tcp port %d or tcp port %d", protectedPort, plainPort))
 	for _, tg := range targets {
-		if err := tg.sess.echo("sniffed-"+tg.name, 30*time.Second); err != nil {
+		if err := tg.sess.Echo("sniffed-"+tg.name, 30*time.Second); err != nil {
 			t.Fatalf("%s session: %v", tg.name, err)
 		}
 	}
@@ -80,7 +82,7 @@ func testSpoofedRST(t *testing.T, mode string) {
 			"-M", strconv.FormatUint(uint64(tg.c2s.nextSeq), 10), l.server.a4.String())
 		// Give the server time to act on it, then use the session.
 		time.Sleep(500 * time.Millisecond)
-		echoErr := tg.sess.echo("after-rst-"+tg.name, 15*time.Second)
+		echoErr := tg.sess.Echo("after-rst-"+tg.name, 15*time.Second)
 		var secret []byte
 		if tg.protected {
 			secret = l.secret
@@ -91,7 +93,7 @@ func testSpoofedRST(t *testing.T, mode string) {
 			tg.name, errOrOK(echoErr), st, d)
 		if tg.protected {
 			if echoErr != nil {
-				t.Errorf("protected session did not survive the RST: %v; ssh stderr:\n%s", echoErr, tg.sess.stderr.String())
+				t.Errorf("protected session did not survive the RST: %v; ssh stderr:\n%s", echoErr, tg.sess.Stderr.String())
 			}
 			if d.NotFound < 1 {
 				t.Errorf("server TCPMD5NotFound +%d, want the RST counted", d.NotFound)
@@ -105,11 +107,11 @@ func testSpoofedRST(t *testing.T, mode string) {
 			if echoErr == nil {
 				t.Errorf("the unprotected session survived the spoofed RST: the attack did not work, so the protected half proves nothing")
 			}
-			if !tg.sess.waitExit(30 * time.Second) {
+			if !tg.sess.WaitExit(30 * time.Second) {
 				t.Errorf("ssh of the unprotected session still running after the reset")
 			} else {
-				t.Logf("unprotected ssh exited: %v; stderr: %s", tg.sess.err, strings.TrimSpace(tg.sess.stderr.String()))
-				if tg.sess.err == nil {
+				t.Logf("unprotected ssh exited: %v; stderr: %s", tg.sess.Err(), strings.TrimSpace(tg.sess.Stderr.String()))
+				if tg.sess.Err() == nil {
 					t.Errorf("unprotected ssh exited 0 after the reset")
 				}
 			}
@@ -150,7 +152,7 @@ func testInjectedData(t *testing.T, mode string) {
 			"-L", strconv.FormatUint(uint64(tg.s2c.nextSeq), 10),
 			"-d", "64", "-E", payload, l.server.a4.String())
 		time.Sleep(500 * time.Millisecond)
-		echoErr := tg.sess.echo("after-inject-"+tg.name, 15*time.Second)
+		echoErr := tg.sess.Echo("after-inject-"+tg.name, 15*time.Second)
 		var secret []byte
 		if tg.protected {
 			secret = l.secret
@@ -162,7 +164,7 @@ func testInjectedData(t *testing.T, mode string) {
 			tg.name, errOrOK(echoErr), st, d, dc)
 		if tg.protected {
 			if echoErr != nil {
-				t.Errorf("protected session damaged by the injection: %v; ssh stderr:\n%s", echoErr, tg.sess.stderr.String())
+				t.Errorf("protected session damaged by the injection: %v; ssh stderr:\n%s", echoErr, tg.sess.Stderr.String())
 			}
 			switch {
 			case mode == "filtered" && d.NotFound < 1:
@@ -181,7 +183,7 @@ func testInjectedData(t *testing.T, mode string) {
 			}
 			// And the stream carries on exactly: a few more lines.
 			for i := range 3 {
-				if err := tg.sess.echo(fmt.Sprintf("still-%d", i), 15*time.Second); err != nil {
+				if err := tg.sess.Echo(fmt.Sprintf("still-%d", i), 15*time.Second); err != nil {
 					t.Errorf("protected session after the injection: %v", err)
 				}
 			}
@@ -195,8 +197,8 @@ func testInjectedData(t *testing.T, mode string) {
 			// real bytes, now "old", are discarded (desynchronised, an
 			// ACK storm). Either way the session is lost; which one
 			// depends on the garbage's decrypted length, so only log it.
-			if tg.sess.waitExit(2 * time.Second) {
-				t.Logf("unprotected ssh exited: %v; stderr: %s", tg.sess.err, strings.TrimSpace(tg.sess.stderr.String()))
+			if tg.sess.WaitExit(2 * time.Second) {
+				t.Logf("unprotected ssh exited: %v; stderr: %s", tg.sess.Err(), strings.TrimSpace(tg.sess.Stderr.String()))
 			} else {
 				t.Logf("unprotected ssh is hung (desynchronised stream)")
 			}
