@@ -25,9 +25,6 @@ var (
 	AO  tcpsig.Backend = ao.Backend
 )
 
-// aoSupported is ao.Supported; a variable so that tests can word a
-// kernel that lacks TCP-AO on one that has it.
-var aoSupported = ao.Supported
 
 // Peer is one [peers] entry with the key it becomes.
 type Peer struct {
@@ -80,7 +77,7 @@ func Make(path string, kr *keyring.Keyring) *Plan {
 	// Before anything is opened: a kernel without TCP-AO would fail the
 	// first key, and the port must not be opened half keyed.
 	if aoEntry != nil {
-		if err := aoSupported(); err != nil {
+		if err := ao.Supported(); err != nil {
 			p.Refusals = append(p.Refusals, fmt.Errorf("%s: %w", aoEntry.Where(path), err))
 		}
 	}
