@@ -25,7 +25,6 @@ var (
 	AO  tcpsig.Backend = ao.Backend
 )
 
-
 // Peer is one [peers] entry with the key it becomes.
 type Peer struct {
 	keyring.Peer
